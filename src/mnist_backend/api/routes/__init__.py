@@ -1,0 +1,1 @@
+"""One router per concern: predictions, health and readiness, service info."""

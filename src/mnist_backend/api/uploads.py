@@ -1,0 +1,206 @@
+"""Read a multipart/form-data body into memory under a byte cap, never onto disk.
+
+Starlette's form parser spools large files to temporary files; an upload must never
+touch the disk here, so the body is streamed through python-multipart's parser and
+only the parts under the expected field name are kept, as bytes. Decoding the images
+is left to ``preprocessing.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import (
+    MultipartParser,
+    MultipartState,
+    parse_options_header,
+)
+from starlette.requests import Request
+
+from mnist_backend.errors import (
+    EmptyUploadError,
+    MissingFileError,
+    NotMultipartError,
+    TooManyFilesError,
+    UploadTooLargeError,
+)
+
+# A filename is only echoed back to the client, never used as a path; this bounds
+# how much of it is echoed.
+MAX_FILENAME_CHARS = 255
+# Field names are only listed in error messages; a few are enough to spot a typo.
+_MAX_LISTED_FIELDS = 5
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """One file part of a multipart body: its bytes and what the client called it."""
+
+    data: bytes
+    filename: str | None
+    content_type: str | None
+
+
+@dataclass
+class _Part:
+    name: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    chunks: list[bytes] = field(default_factory=list)
+
+
+class _PartCollector:
+    """Parser callbacks that keep the parts named ``field_name`` and drop the rest."""
+
+    def __init__(self, field_name: str, max_files: int) -> None:
+        self.field_name = field_name
+        self.max_files = max_files
+        self.files: list[UploadedFile] = []
+        self.other_fields: list[str] = []
+        self._part = _Part()
+        self._headers: dict[bytes, bytes] = {}
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+
+    def on_part_begin(self) -> None:
+        self._part = _Part()
+        self._headers = {}
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition"))
+        name = options.get(b"name")
+        self._part.name = name.decode("utf-8", "replace") if name is not None else None
+        filename = options.get(b"filename")
+        if filename is not None:
+            decoded = filename.decode("utf-8", "replace")
+            self._part.filename = decoded[:MAX_FILENAME_CHARS]
+        content_type = self._headers.get(b"content-type")
+        if content_type is not None:
+            self._part.content_type = content_type.decode("latin-1").strip()
+
+        if self._part.name == self.field_name and len(self.files) >= self.max_files:
+            raise TooManyFilesError(
+                f"A request may carry at most {self.max_files} files "
+                f"in field '{self.field_name}'."
+            )
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._part.name == self.field_name:
+            self._part.chunks.append(data[start:end])
+
+    def on_part_end(self) -> None:
+        part = self._part
+        if part.name != self.field_name:
+            if len(self.other_fields) < _MAX_LISTED_FIELDS:
+                self.other_fields.append(part.name or "")
+            return
+        # One join per file: the chunks are freed as soon as the file is assembled.
+        data = b"".join(part.chunks)
+        part.chunks.clear()
+        self.files.append(UploadedFile(data, part.filename, part.content_type))
+
+
+async def read_upload_files(
+    request: Request, *, field_name: str, max_bytes: int, max_files: int
+) -> list[UploadedFile]:
+    """Return the files sent under ``field_name``, in the order they arrived.
+
+    Raises NotMultipartError for a body that is not multipart/form-data,
+    UploadTooLargeError as soon as the body passes ``max_bytes`` (before reading it
+    when Content-Length already says so), TooManyFilesError past ``max_files``,
+    EmptyUploadError for an empty body and MissingFileError when no part has the
+    field name. Files may be empty; callers decide whether that is an error.
+    """
+    _reject_declared_size(request, field_name, max_bytes)
+    boundary = _multipart_boundary(request)
+
+    collector = _PartCollector(field_name, max_files)
+    parser = MultipartParser(
+        boundary,
+        callbacks={
+            "on_part_begin": collector.on_part_begin,
+            "on_part_data": collector.on_part_data,
+            "on_part_end": collector.on_part_end,
+            "on_header_field": collector.on_header_field,
+            "on_header_value": collector.on_header_value,
+            "on_header_end": collector.on_header_end,
+            "on_headers_finished": collector.on_headers_finished,
+        },
+    )
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes:
+                raise _too_large(max_bytes)
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as exc:
+        raise NotMultipartError("The multipart/form-data body is malformed.") from exc
+
+    if received == 0:
+        raise _empty_body(field_name)
+    if parser.state != MultipartState.END:
+        raise NotMultipartError(
+            "The multipart/form-data body ends before its closing boundary."
+        )
+    if not collector.files:
+        raise MissingFileError(
+            _describe_missing_field(field_name, collector.other_fields)
+        )
+    return collector.files
+
+
+def _multipart_boundary(request: Request) -> bytes:
+    content_type, options = parse_options_header(request.headers.get("content-type"))
+    boundary = options.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        shown = content_type.decode("latin-1") or "none"
+        raise NotMultipartError(
+            "Expected a multipart/form-data body with a boundary; "
+            f"got content type '{shown}'."
+        )
+    return boundary
+
+
+def _reject_declared_size(request: Request, field_name: str, max_bytes: int) -> None:
+    """Refuse on Content-Length alone: nothing of a doomed body needs reading."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return
+    if int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    if int(declared) == 0:
+        raise _empty_body(field_name)
+
+
+def _too_large(max_bytes: int) -> UploadTooLargeError:
+    return UploadTooLargeError(
+        f"The request body exceeds the upload limit of {max_bytes} bytes."
+    )
+
+
+def _empty_body(field_name: str) -> EmptyUploadError:
+    return EmptyUploadError(
+        f"The request body is empty; expected a file in multipart field '{field_name}'."
+    )
+
+
+def _describe_missing_field(field_name: str, other_fields: list[str]) -> str:
+    message = f"Expected a file in multipart field '{field_name}'"
+    if not other_fields:
+        return message + "; the body has no parts."
+    listed = ", ".join(repr(name[:40]) for name in other_fields[:_MAX_LISTED_FIELDS])
+    return message + f"; got fields {listed}."

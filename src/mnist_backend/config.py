@@ -1,0 +1,89 @@
+"""Service settings read from ``MNIST_``-prefixed environment variables.
+
+This module owns the names, defaults and validation of every setting; the rest of the
+service receives a ``Settings`` object through ``get_settings()`` and never reads the
+environment itself.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from mnist_backend.errors import ConfigurationError
+
+ENV_PREFIX = "MNIST_"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["json", "text", "auto"]
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service, with defaults that serve the bundled model."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        protected_namespaces=(),
+    )
+
+    # Relative paths resolve against the working directory, so running from the
+    # repository root serves the published artifact in ./models.
+    model_dir: Path = Path("models")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_batch_files: int = Field(default=64, gt=0)
+    # One intra-op thread per inference keeps concurrent requests from fighting
+    # over the cores; raise it only when a single request must finish faster.
+    torch_threads: int = Field(default=1, gt=0)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "auto"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Accept a JSON list or a comma-separated string of origins."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [origin.strip() for origin in text.split(",") if origin.strip()]
+
+
+def load_settings() -> Settings:
+    """Return settings read from the environment.
+
+    Raises ConfigurationError naming each offending variable and its value.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(_describe_invalid_settings(exc)) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once and then cached."""
+    return load_settings()
+
+
+def _describe_invalid_settings(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        problems.append(f"{variable}={item.get('input')!r}: {item['msg']}")
+    return "Invalid configuration: " + "; ".join(problems)

@@ -1,0 +1,289 @@
+"""Pixel steps that turn a grayscale picture into an MNIST-style 28x28 digit.
+
+Arrays in, arrays out: decoding and file formats stay in ``preprocessing.py``. Every
+step works on float32 luminance in 0-255 and mirrors how MNIST itself was built: ink
+levelled against its paper, the digit fitted into a 20x20 box keeping its aspect
+ratio, then shifted so its centre of mass sits at the centre of the 28x28 frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageFilter
+
+from mnist_backend.contract import DIGIT_BOX_SIZE, IMAGE_SIZE
+from mnist_backend.errors import NoDigitFoundError
+
+FloatArray = NDArray[np.float32]
+ByteArray = NDArray[np.uint8]
+
+# MNIST digits have their centre of mass at (14.0, 14.0) in pixel-index coordinates.
+FRAME_CENTRE = IMAGE_SIZE / 2
+
+# Share of pixels allowed to be more extreme than the "extreme" ink level: enough to
+# ignore a few hot or dead pixels, few enough that thin strokes on a large canvas
+# (well under 1 % of the picture) still count as ink.
+# Limit: ink covering less than this share of the picture is not seen; a tiny digit
+# in a big photo raises NoDigitFoundError, and the client has to crop closer.
+EXTREME_QUANTILE = 1e-4
+
+# Ink must stand out from the paper's own noise by this many levels (of 255); paper
+# texture, JPEG ringing and sensor noise stay below it, faint pencil stays above.
+MIN_INK_CONTRAST = 40.0
+NOISE_SPREADS = 3.0
+
+# After stretching to 0-255, pixels at or above this level count as ink when
+# locating the digit; fainter pixels only extend its box at the edges.
+INK_LEVEL = 64.0
+FAINT_INK_LEVEL = 0.0
+MAX_EDGE_GROWTH = 2
+
+# Stroke widths in pixels of the 20-pixel box. MNIST's median is 2.0 and under 1 %
+# of its digits are thinner than 1.0, so MNIST stays as it is; hair-lines are
+# widened to a bold 2.5, which recognised thin-pen renderings best.
+MIN_STROKE_WIDTH = 1.0
+TARGET_STROKE_WIDTH = 2.5
+STROKE_LEVEL = 128.0
+MAX_DILATION_PASSES = 64
+
+# Ink rows (or columns) separated by more empty ones than this share of the picture
+# belong to different objects; a light one is a speck of dirt, not part of the digit.
+MIN_GAP_FRACTION = 0.05
+MIN_GAP_PIXELS = 3
+SPECK_MASS_FRACTION = 0.05
+
+
+def split_alpha(
+    image: Image.Image,
+) -> tuple[FloatArray, FloatArray | None]:
+    """Return luminance (0-255) of an "L" or "LA" image, and its coverage (0-1).
+
+    Coverage is None when the image is opaque everywhere.
+    """
+    if image.mode == "L":
+        return np.asarray(image, dtype=np.float32), None
+    gray, alpha = (np.asarray(channel, dtype=np.float32) for channel in image.split())
+    if alpha.min() >= 255.0:
+        return gray, None
+    return gray, alpha / 255.0
+
+
+def composite_alpha(gray: FloatArray, alpha: FloatArray) -> FloatArray:
+    """Return ``gray`` flattened onto an opaque background chosen from the content.
+
+    ``alpha`` is coverage in 0-1. A mostly transparent picture is strokes on nothing:
+    the background becomes white under dark strokes and black under light ones, so
+    the ink keeps its contrast. A mostly opaque picture keeps its own paper colour.
+    """
+    opaque = alpha >= 0.5
+    coverage = float(opaque.mean())
+    if coverage == 0.0:
+        raise NoDigitFoundError("The image is fully transparent; expected a digit.")
+
+    content_level = float(np.median(gray[opaque]))
+    if coverage <= 0.5:
+        background = 255.0 if content_level < 128.0 else 0.0
+    else:
+        background = content_level
+    return (gray * alpha + background * (1.0 - alpha)).astype(np.float32)
+
+
+def extract_ink(gray: FloatArray) -> FloatArray:
+    """Return the ink as white on black: background levelled to 0, ink peak at 255.
+
+    The paper level is the median of the picture's border; ink is whichever side of
+    it reaches further (dark pen on white paper, or a light digit on black). The
+    border's own noise is subtracted so paper texture becomes 0.
+
+    Raises:
+        NoDigitFoundError: nothing stands out from the paper by MIN_INK_CONTRAST.
+    """
+    # Limit: the paper is one flat level taken from the border; strong uneven
+    # lighting, or a photo whose border is not paper (a desk around the sheet), can
+    # make the wrong side the ink and crop the sheet instead of the digit.
+    border = _border_pixels(gray)
+    paper = float(np.median(border))
+    darkest, lightest = _quantiles(gray, EXTREME_QUANTILE, 1 - EXTREME_QUANTILE)
+    polarity = -1.0 if paper - darkest > lightest - paper else 1.0
+    extent = max(paper - darkest, lightest - paper)
+
+    # The upper quartile of the border's spread ignores a digit touching up to a
+    # quarter of the border; the cap keeps a digit that touches more of it.
+    spread = float(np.quantile(np.abs(border - paper), 0.75))
+    noise = min(NOISE_SPREADS * spread, extent / 2)
+    peak = extent - noise
+    if peak < MIN_INK_CONTRAST:
+        raise NoDigitFoundError(
+            "No digit found: the image holds no ink that stands out from its "
+            "background; expected a dark digit on a light background or the reverse."
+        )
+
+    ink = (polarity * (gray - paper) - noise) * (255.0 / peak)
+    return np.clip(ink, 0.0, 255.0, out=ink)
+
+
+def find_digit_box(ink: FloatArray) -> tuple[slice, slice]:
+    """Return the (rows, columns) slices that enclose the digit in ``ink``.
+
+    Ink separated from the heaviest group of ink by a clear gap (specks, dust, a
+    stray mark at the edge) is left out; faint anti-aliased edges next to the digit
+    are kept so an MNIST digit keeps its exact 20-pixel extent.
+
+    Limit: substantial marks are all kept, so two digits, or a digit and a ruled
+    line, are framed together and classified as one.
+
+    Raises:
+        NoDigitFoundError: no pixel reaches INK_LEVEL.
+    """
+    weights = np.where(ink >= INK_LEVEL, ink, 0.0)
+    if not weights.any():
+        raise NoDigitFoundError("No digit found: the image holds no distinct ink.")
+
+    rows = _heaviest_run(weights.sum(axis=1))
+    columns = _heaviest_run(weights[rows].sum(axis=0))
+    rows = _heaviest_run(weights[:, columns].sum(axis=1))
+    columns = _heaviest_run(weights[rows].sum(axis=0))
+    return _grow_over_faint_edges(ink, rows, columns)
+
+
+def thicken_thin_strokes(crop: FloatArray) -> FloatArray:
+    """Return ``crop`` with strokes widened if they would end up thinner than MNIST's.
+
+    A fine pen on a large photo shrinks to hair-lines a fraction of a pixel wide,
+    which MNIST (strokes about two pixels wide in the 20-pixel box) never shows the
+    model. Such strokes are dilated, at the crop's resolution, to that width.
+    """
+    scale = DIGIT_BOX_SIZE / max(crop.shape)
+    width = _stroke_width(crop)
+    if width * scale >= MIN_STROKE_WIDTH:
+        return crop
+
+    passes = min(
+        MAX_DILATION_PASSES, math.ceil((TARGET_STROKE_WIDTH / scale - width) / 2)
+    )
+    padded = np.pad(np.rint(crop).astype(np.uint8), passes)
+    image = Image.fromarray(padded)
+    for _ in range(passes):
+        image = image.filter(ImageFilter.MaxFilter(3))
+    return np.asarray(image, dtype=np.float32)
+
+
+def fit_into_digit_box(crop: FloatArray) -> ByteArray:
+    """Return ``crop`` scaled so its longer side is DIGIT_BOX_SIZE, aspect kept.
+
+    Resampling is Lanczos, which low-passes when shrinking (the anti-aliasing MNIST
+    was made with); the result is re-stretched so its strongest ink is 255 again,
+    because thin strokes shrunk many times over otherwise fade to gray.
+    """
+    height, width = crop.shape
+    scale = DIGIT_BOX_SIZE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size != (width, height):
+        resized = Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS)
+        crop = np.asarray(resized, dtype=np.float32)
+
+    crop = np.clip(crop, 0.0, 255.0)
+    peak = float(crop.max())
+    if peak <= 0.0:
+        raise NoDigitFoundError("No digit found: the ink vanished when resized.")
+    digit: ByteArray = np.rint(crop * (255.0 / peak)).astype(np.uint8)
+    return digit
+
+
+def centre_by_mass(digit: ByteArray) -> ByteArray:
+    """Return a 28x28 frame with ``digit`` placed so its centre of mass is central.
+
+    The shift is whole pixels, clipped so the digit stays inside the frame, as in
+    MNIST: a digit that is already centred is copied unchanged.
+    """
+    height, width = digit.shape
+    mass = digit.astype(np.float64)
+    total = mass.sum()
+    centre_row = float((mass.sum(axis=1) * np.arange(height)).sum() / total)
+    centre_column = float((mass.sum(axis=0) * np.arange(width)).sum() / total)
+
+    top = _clip(round(FRAME_CENTRE - centre_row), 0, IMAGE_SIZE - height)
+    left = _clip(round(FRAME_CENTRE - centre_column), 0, IMAGE_SIZE - width)
+    frame = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    frame[top : top + height, left : left + width] = digit
+    return frame
+
+
+def _border_pixels(gray: FloatArray) -> FloatArray:
+    """Return the pixels of a ring about 2 % of the picture wide along its edges."""
+    height, width = gray.shape
+    ring = max(1, min(height, width) // 50)
+    return np.concatenate(
+        [
+            gray[:ring].ravel(),
+            gray[-ring:].ravel(),
+            gray[ring:-ring, :ring].ravel(),
+            gray[ring:-ring, -ring:].ravel(),
+        ]
+    )
+
+
+def _quantiles(gray: FloatArray, low: float, high: float) -> tuple[float, float]:
+    """Return two quantiles of 0-255 values to the nearest level, from a histogram.
+
+    A histogram costs one pass, where sorting-based quantiles dominated the time
+    of the whole preparation on large pictures.
+    """
+    levels = np.clip(gray, 0, 255).astype(np.uint8)
+    cumulative = np.cumsum(np.bincount(levels.ravel(), minlength=256))
+    found = np.searchsorted(
+        cumulative, [low * levels.size, high * levels.size], "right"
+    )
+    return float(found[0]), float(found[1])
+
+
+def _heaviest_run(profile: NDArray[np.float64]) -> slice:
+    """Return the span of the substantial groups of non-empty entries in ``profile``.
+
+    Groups are separated by gaps of empty entries; a group lighter than
+    SPECK_MASS_FRACTION of the heaviest one is a speck and left out.
+    """
+    filled = np.flatnonzero(profile > 0)
+    min_gap = max(MIN_GAP_PIXELS, round(MIN_GAP_FRACTION * profile.size))
+    breaks = np.flatnonzero(np.diff(filled) > min_gap) + 1
+    groups = np.split(filled, breaks)
+    masses = [float(profile[group].sum()) for group in groups]
+    kept = [
+        group
+        for group, mass in zip(groups, masses, strict=True)
+        if mass >= SPECK_MASS_FRACTION * max(masses)
+    ]
+    return slice(int(kept[0][0]), int(kept[-1][-1]) + 1)
+
+
+def _grow_over_faint_edges(
+    ink: FloatArray, rows: slice, columns: slice
+) -> tuple[slice, slice]:
+    """Return the box widened by up to MAX_EDGE_GROWTH pixels of adjacent faint ink."""
+    top, bottom, left, right = rows.start, rows.stop, columns.start, columns.stop
+    faint = ink > FAINT_INK_LEVEL
+    for _ in range(MAX_EDGE_GROWTH):
+        if top > 0 and faint[top - 1, left:right].any():
+            top -= 1
+        if bottom < ink.shape[0] and faint[bottom, left:right].any():
+            bottom += 1
+        if left > 0 and faint[top:bottom, left - 1].any():
+            left -= 1
+        if right < ink.shape[1] and faint[top:bottom, right].any():
+            right += 1
+    return slice(top, bottom), slice(left, right)
+
+
+def _stroke_width(crop: FloatArray) -> float:
+    """Return the mean stroke width in pixels: twice the ink area per ink edge."""
+    ink = np.pad(crop >= STROKE_LEVEL, 1)
+    area = int(ink.sum())
+    edges = int((ink[1:] != ink[:-1]).sum() + (ink[:, 1:] != ink[:, :-1]).sum())
+    return 2.0 * area / max(edges, 1)
+
+
+def _clip(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
