@@ -16,11 +16,9 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from mnist_backend.contract import MODEL_CARD_FILENAME
+from mnist_backend.contract import ARCHITECTURE_NAME, MODEL_CARD_FILENAME
 from mnist_backend.errors import (
     ArchitectureMismatchError,
     ArtifactIntegrityError,
@@ -29,7 +27,11 @@ from mnist_backend.errors import (
     ModelCardError,
     UnsafeArtifactError,
 )
-from mnist_backend.models.convnet import ARCHITECTURE_NAME, ConvNet
+
+if TYPE_CHECKING:
+    import torch
+
+    from mnist_backend.models.convnet import ConvNet
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,9 @@ def verify_checksum(path: Path, expected_sha256: str) -> str:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Return the artifact's tensors, loaded without running any pickled code."""
+    # Imported here so the service can run on ONNX Runtime without torch installed.
+    import torch
+
     try:
         # weights_only refuses every pickled global outside torch's tensor types,
         # so a crafted artifact fails here instead of running its payload.
@@ -162,6 +167,8 @@ def build_model(state_dict: Mapping[str, torch.Tensor]) -> ConvNet:
 
     Raises ArchitectureMismatchError naming missing, unexpected or misshapen tensors.
     """
+    from mnist_backend.models.convnet import ConvNet
+
     model = ConvNet()
     expected = model.state_dict()
 

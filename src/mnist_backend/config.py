@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mnist_backend.errors import ConfigurationError
@@ -46,10 +46,29 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"
 
+    # Operations: model hot reload, admin API and graceful shutdown.
+    # Seconds between checks of the model card for a newly published model; 0 = off.
+    reload_interval_seconds: float = Field(default=5.0, ge=0)
+    # A candidate model must classify at least this share of the golden digits.
+    golden_accuracy_floor: float = Field(default=0.97, ge=0, le=1)
+    # Bearer token of the admin API; the admin routes do not exist while it is unset.
+    admin_token: SecretStr | None = None
+    # Directory the worker processes of one `mnist-backend serve` share to agree on
+    # the model; `serve` creates it, and without it each process decides alone.
+    run_dir: Path | None = None
+    # After SIGTERM, requests in flight get this long to finish before the exit.
+    drain_timeout_seconds: int = Field(default=20, gt=0)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_means_unset(cls, value: object) -> object:
+        # An empty token would let an empty Authorization header in; treat it as unset.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -20,6 +20,9 @@ DIGIT_BOX_SIZE = 20
 NORMALIZATION_MEAN = 0.1307
 NORMALIZATION_STD = 0.3081
 
+# The network the artifact's tensors belong to; the model card must name the same.
+ARCHITECTURE_NAME = "convnet-bn-v1"
+
 MODEL_FILENAME = "convnet.pt"
 ONNX_FILENAME = "convnet.onnx"
 MODEL_CARD_FILENAME = "model_card.json"

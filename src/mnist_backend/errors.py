@@ -125,6 +125,12 @@ class ModelCardError(ArtifactError):
     code = "invalid_model_card"
 
 
+class GoldenSetError(ArtifactError):
+    """A candidate model classifies too few of the bundled golden digits correctly."""
+
+    code = "golden_set_failed"
+
+
 # Errors in the service's own configuration.
 
 
@@ -157,3 +163,36 @@ class DeadlineExceededError(MnistBackendError):
     """The request waited longer than its deadline for the model."""
 
     code = "deadline_exceeded"
+
+
+class ShuttingDownError(MnistBackendError):
+    """The process received SIGTERM and only finishes the requests in flight."""
+
+    code = "shutting_down"
+
+
+# Errors of the admin API (model reload and rollback).
+
+
+class AdminTokenMissingError(MnistBackendError):
+    """An admin request carries no bearer token."""
+
+    code = "admin_token_missing"
+
+
+class AdminTokenInvalidError(MnistBackendError):
+    """An admin request carries a bearer token other than the configured one."""
+
+    code = "admin_token_invalid"
+
+
+class NoPreviousModelError(MnistBackendError):
+    """A rollback was asked for, but no previous model is kept in memory."""
+
+    code = "no_previous_model"
+
+
+class ModelRefusedError(MnistBackendError):
+    """A reload found a candidate model that failed its checks; the old one serves."""
+
+    code = "model_refused"

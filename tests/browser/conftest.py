@@ -88,7 +88,9 @@ def _wait_until_ready(
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a uvicorn process serving the published model."""
     if not (PUBLISHED_MODEL_DIR / "model_card.json").is_file():
-        pytest.skip("the published artifact is not in models/ yet")
+        pytest.fail(
+            "models/model_card.json is missing; the published model is committed"
+        )
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("server") / "uvicorn.log"

@@ -262,20 +262,24 @@ def test_keyboard_focus_is_visible_on_buttons(page: Page) -> None:
     assert outline == ["solid", "3px"]
 
 
-def test_page_fits_a_phone_screen_and_draws_with_touch(
+def test_page_fits_a_phone_screen_without_sideways_scrolling(phone_page: Page) -> None:
+    page_width = phone_page.evaluate("() => document.documentElement.scrollWidth")
+    canvas = phone_page.locator("#canvas").bounding_box()
+
+    assert page_width == 390
+    assert canvas is not None
+    assert 300 <= canvas["width"] <= 390
+
+
+def test_digit_drawn_with_a_finger_is_predicted(
     phone_page: Page, touch_digit: DrawDigit, screenshot_dir: Path
 ) -> None:
     touch_digit(phone_page, "7")
 
     expect(phone_page.locator("#prediction-digit")).to_have_text("7")
-    page_width = phone_page.evaluate("() => document.documentElement.scrollWidth")
-    canvas = phone_page.locator("#canvas").bounding_box()
     phone_page.screenshot(
         path=str(screenshot_dir / "playground-phone.png"), full_page=True
     )
-    assert page_width == 390
-    assert canvas is not None
-    assert 300 <= canvas["width"] <= 390
 
 
 def test_prediction_page_shows_result_preview_and_model_together(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from mnist_backend.preprocessing import prepare_digit, preprocess_upload
 
@@ -99,12 +99,22 @@ def _render_rotated(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return _encode(Image.fromarray(255 - np.asarray(layer)), "PNG", compress_level=1)
 
 
+def _render_fine_pen(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """Black hair-line strokes (about a third of MNIST's width) on white, as PNG."""
+    thinned = _scaled(digit, 140).filter(ImageFilter.MinFilter(7))
+    size = int(rng.integers(200, 400))
+    ink = thinned.resize((size, size), Image.Resampling.BICUBIC)
+    layer = _ink_on_canvas(ink, rng, 400, 800)
+    return _encode(Image.fromarray(255 - np.asarray(layer)), "PNG", compress_level=1)
+
+
 RENDERINGS: dict[str, Render] = {
     "inverted": _render_inverted,
     "large-canvas": _render_large_canvas,
     "jpeg-photo": _render_jpeg_photo,
     "transparent": _render_transparent,
     "rotated": _render_rotated,
+    "fine-pen": _render_fine_pen,
 }
 
 

@@ -18,13 +18,18 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnist_backend.errors import (
+    AdminTokenInvalidError,
+    AdminTokenMissingError,
     ArtifactError,
     DeadlineExceededError,
     ImageTooLargeError,
     InvalidUploadError,
     MnistBackendError,
+    ModelRefusedError,
     ModelUnavailableError,
+    NoPreviousModelError,
     OverloadedError,
+    ShuttingDownError,
     TooManyFilesError,
     UnsupportedImageError,
     UploadTooLargeError,
@@ -43,6 +48,11 @@ _STATUS_BY_ERROR: tuple[tuple[type[MnistBackendError], int], ...] = (
     (ModelUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (OverloadedError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (DeadlineExceededError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (ShuttingDownError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (AdminTokenMissingError, status.HTTP_401_UNAUTHORIZED),
+    (AdminTokenInvalidError, status.HTTP_403_FORBIDDEN),
+    (NoPreviousModelError, status.HTTP_409_CONFLICT),
+    (ModelRefusedError, status.HTTP_409_CONFLICT),
     # An artifact error reaches a client only as the reason the service is not ready.
     (ArtifactError, status.HTTP_503_SERVICE_UNAVAILABLE),
 )
@@ -83,6 +93,8 @@ async def handle_domain_error(request: Request, exc: Exception) -> JSONResponse:
     headers = None
     if isinstance(exc, OverloadedError):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
+    elif isinstance(exc, AdminTokenMissingError):
+        headers = {"WWW-Authenticate": "Bearer"}
     return error_response(status_for(exc), exc.detail, exc.code, headers)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mnist_backend.contract import NUM_CLASSES
+from mnist_backend.contract import ARCHITECTURE_NAME, NUM_CLASSES
 
-ARCHITECTURE_NAME = "convnet-bn-v1"
+__all__ = ["ARCHITECTURE_NAME", "ConvNet", "count_parameters"]
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
