@@ -41,8 +41,10 @@ test: install-test check
 train: install-test
 	cd training && ../$(BIN)/kedro run
 
+# Load benchmark (wrk on 127.0.0.1); BENCHMARK_ARGS=--quick for a 3 s smoke run.
 benchmark: install-test
-	$(BIN)/python benchmarks/run.py
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python benchmarks/run.py $(BENCHMARK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

@@ -1,4 +1,4 @@
-"""Build the golden digits a candidate model must classify before the service swaps it in.
+"""Build the golden digits a candidate model must classify before it may serve.
 
 The set is the first ``PER_DIGIT`` digits of each class of the MNIST test file, in file
 order, so running this script again on the same data gives the same bytes. The test

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mnist_backend.errors import ConfigurationError
+from mnist_backend.runtimes import RuntimeChoice
 
 ENV_PREFIX = "MNIST_"
 
@@ -39,12 +40,30 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_batch_files: int = Field(default=64, gt=0)
-    # One intra-op thread per inference keeps concurrent requests from fighting
-    # over the cores; raise it only when a single request must finish faster.
-    torch_threads: int = Field(default=1, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"
+
+    # Serving performance: runtime, threads, workers, batching and backpressure.
+    # "auto" serves the verified ONNX artifact when the card records one, else torch.
+    runtime: RuntimeChoice = "auto"
+    # Intra-op threads of each worker's single inference thread. One per worker lets
+    # the workers, not threads, share the cores, so a busy machine does not collapse.
+    inference_threads: int = Field(default=1, gt=0)
+    # Worker processes of `mnist-backend serve`; unset means one per usable core
+    # (affinity and cgroup CPU quota).
+    workers: int | None = Field(default=None, gt=0)
+    # Requests that arrive while a batch runs go together into the next, up to this.
+    max_batch_size: int = Field(default=32, gt=0, le=1024)
+    # Requests waiting for the model per worker; past this, 503 "overloaded".
+    max_queue_size: int = Field(default=256, gt=0)
+    # A request still queued after this long answers 503 "deadline_exceeded".
+    request_deadline_seconds: float = Field(default=2.0, gt=0)
+    # Uploads up to this many bytes and pixels are decoded on the event loop, the rest
+    # on a thread: a 28x28 PNG decodes in about the CPU time a thread hop costs, and
+    # the pixel cap bounds how long the loop is blocked (see benchmarks/RESULTS.md).
+    inline_decode_max_bytes: int = Field(default=65536, ge=0)
+    inline_decode_max_pixels: int = Field(default=16384, ge=0)
 
     # Operations: model hot reload, admin API and graceful shutdown.
     # Seconds between checks of the model card for a newly published model; 0 = off.

@@ -1,53 +1,52 @@
-"""Run the verified ConvNet on prepared tensors and hold the model the service serves.
+"""Turn prepared tensors into calibrated probabilities and hold the model being served.
 
-``Predictor`` turns normalised tensors into calibrated probabilities and keeps the
-model off the event loop; ``ModelHolder`` is the one place the active predictor (or
-the reason there is none) lives, so a reload can swap it in a single assignment.
-Decoding uploads is left to ``preprocessing.py`` and HTTP to ``api/``.
+``Predictor`` runs one verified model on its runtime (ONNX Runtime or torch, chosen
+in ``runtimes.py``) and calibrates its logits; ``ModelHolder`` is the one place the
+active predictor (or the reason there is none) lives, so a reload can swap it in a
+single assignment. Queueing and batching requests is left to ``batching.py``,
+decoding uploads to ``preprocessing.py`` and HTTP to ``api/``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import platform
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.to_thread
 import numpy as np
-import torch
 
-from mnist_backend.artifacts import LoadedModel, load_artifact
 from mnist_backend.contract import INPUT_SHAPE, NUM_CLASSES
-from mnist_backend.errors import ArtifactError, ModelUnavailableError
+from mnist_backend.errors import (
+    ArtifactError,
+    ModelUnavailableError,
+    NoPreviousModelError,
+)
+from mnist_backend.runtimes import LoadedRuntime, RuntimeChoice, load_runtime
 
 logger = logging.getLogger(__name__)
 
-BACKEND_NAME = "torch"
-
 
 class Predictor:
-    """Calibrated digit probabilities from one loaded ConvNet, on the CPU."""
+    """Calibrated digit probabilities from one verified model, on the CPU."""
 
-    def __init__(self, loaded: LoadedModel, *, threads: int = 1) -> None:
+    def __init__(self, loaded: LoadedRuntime) -> None:
         self._loaded = loaded
-        # Intra-op threads are a process-wide torch setting; concurrency comes from
-        # running several requests at once, each on its own thread.
-        torch.set_num_threads(threads)
-        self._max_concurrency = max(1, (os.cpu_count() or 1) // threads)
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._temperature = np.float32(loaded.temperature)
 
     @property
     def model_version(self) -> str:
         return self._loaded.model_version
 
     @property
+    def path(self) -> Path:
+        """The artifact file the runtime executes."""
+        return self._loaded.path
+
+    @property
     def sha256(self) -> str:
+        """The SHA-256 of the artifact the runtime executes (ONNX or state dict)."""
         return self._loaded.sha256
 
     @property
@@ -58,12 +57,21 @@ class Predictor:
     def temperature(self) -> float:
         return self._loaded.temperature
 
+    @property
+    def runtime_name(self) -> str:
+        """The runtime executing the model: "onnx" or "torch"."""
+        return self._loaded.runtime.name
+
+    def describe_runtime(self) -> dict[str, str | int]:
+        """Return the runtime's name, versions and thread settings."""
+        return self._loaded.runtime.describe()
+
     def predict_batch(self, tensors: np.ndarray) -> np.ndarray:
         """Return probabilities of shape (N, 10), float32, each row summing to 1.
 
         ``tensors`` is a normalised float32 batch of shape (N, 1, 28, 28). The
         probabilities are softmax(logits / temperature) with the card's temperature.
-        Blocks the calling thread; async code calls ``predict`` or ``predict_many``.
+        Blocks the calling thread; the service calls it from the batcher's thread.
         """
         expected_shape = (tensors.shape[0], *INPUT_SHAPE)
         if tensors.ndim != 4 or tensors.shape != expected_shape:
@@ -73,75 +81,64 @@ class Predictor:
         if tensors.dtype != np.float32:
             raise ValueError(f"Expected float32 tensors; got {tensors.dtype}.")
 
-        # torch.from_numpy shares memory and warns on read-only arrays.
-        batch = torch.from_numpy(tensors if tensors.flags.writeable else tensors.copy())
-        with torch.inference_mode():
-            logits = self._loaded.model(batch)
-            probabilities = torch.softmax(logits / self._loaded.temperature, dim=1)
-        result: np.ndarray = probabilities.numpy().astype(np.float32, copy=False)
-        return result
+        logits = self._loaded.runtime.infer(np.ascontiguousarray(tensors))
+        return _calibrated_softmax(logits, self._temperature)
 
-    async def predict(self, tensor: np.ndarray) -> np.ndarray:
-        """Return the (10,) probabilities for one (1, 28, 28) tensor, off the loop."""
-        probabilities = await self.predict_many(tensor[np.newaxis, ...])
-        first: np.ndarray = probabilities[0]
-        return first
+    def warm_up(self, batch_sizes: Iterable[int] = (1,)) -> None:
+        """Run a blank batch of each size and check the outputs' shape and sums.
 
-    async def predict_many(self, tensors: np.ndarray) -> np.ndarray:
-        """Return (N, 10) probabilities for an (N, 1, 28, 28) batch, off the loop."""
-        if self._limiter is None:
-            # Created on first use because a limiter belongs to a running event loop.
-            self._limiter = anyio.CapacityLimiter(self._max_concurrency)
-        return await anyio.to_thread.run_sync(
-            partial(self.predict_batch, tensors), limiter=self._limiter
-        )
-
-    def warm_up(self) -> None:
-        """Run one inference on a blank input and check the output's shape and sum.
-
-        The first call allocates torch's kernels; doing it here keeps that cost off
-        the first request and proves the model runs before the service is ready.
+        The first call of each shape allocates the runtime's kernels and buffers;
+        doing it here keeps that cost off the first requests and proves the model
+        runs before the service is ready.
         """
-        blank = np.zeros((1, *INPUT_SHAPE), dtype=np.float32)
-        probabilities = self.predict_batch(blank)
+        for size in batch_sizes:
+            blank = np.zeros((size, *INPUT_SHAPE), dtype=np.float32)
+            probabilities = self.predict_batch(blank)
 
-        is_valid = (
-            probabilities.shape == (1, NUM_CLASSES)
-            and bool(np.all(np.isfinite(probabilities)))
-            and abs(float(probabilities.sum()) - 1.0) < 1e-3
-        )
-        if not is_valid:
-            raise ArtifactError(
-                "The model's warm-up inference did not return 10 finite "
-                "probabilities summing to 1."
+            is_valid = (
+                probabilities.shape == (size, NUM_CLASSES)
+                and bool(np.all(np.isfinite(probabilities)))
+                and bool(np.all(np.abs(probabilities.sum(axis=1) - 1.0) < 1e-3))
             )
+            if not is_valid:
+                raise ArtifactError(
+                    "The model's warm-up inference did not return 10 finite "
+                    "probabilities summing to 1 per image."
+                )
 
 
-def load_predictor(model_dir: Path, *, threads: int = 1) -> Predictor:
+def load_predictor(
+    model_dir: Path,
+    *,
+    threads: int = 1,
+    runtime: RuntimeChoice = "auto",
+    warm_up_batch_sizes: Iterable[int] = (1,),
+) -> Predictor:
     """Return a warmed-up predictor for the artifact in ``model_dir``.
 
+    ``runtime`` picks ONNX Runtime or torch (see ``runtimes.load_runtime``).
     Raises an ArtifactError subclass when the artifact cannot be trusted or run.
     """
-    predictor = Predictor(load_artifact(model_dir), threads=threads)
-    predictor.warm_up()
+    predictor = Predictor(load_runtime(model_dir, choice=runtime, threads=threads))
+    predictor.warm_up(warm_up_batch_sizes)
     return predictor
 
 
-def describe_runtime() -> dict[str, str | int]:
-    """Return the inference runtime's versions and thread settings."""
-    return {
-        "backend": BACKEND_NAME,
-        "device": "cpu",
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "intra_op_threads": torch.get_num_threads(),
-    }
+def _calibrated_softmax(logits: np.ndarray, temperature: np.float32) -> np.ndarray:
+    """Return softmax(logits / temperature) row by row, as float32."""
+    scaled: np.ndarray = np.divide(logits, temperature, dtype=np.float32)
+    scaled -= scaled.max(axis=1, keepdims=True)
+    np.exp(scaled, out=scaled)
+    scaled /= scaled.sum(axis=1, keepdims=True)
+    return scaled
 
 
 @dataclass(frozen=True)
 class _HolderState:
     predictor: Predictor | None
     failure: ArtifactError | None
+    # The predictor served before the last activation, kept for a rollback.
+    previous: Predictor | None = None
 
 
 class ModelHolder:
@@ -149,6 +146,23 @@ class ModelHolder:
 
     def __init__(self) -> None:
         self._state = _HolderState(predictor=None, failure=None)
+
+    @property
+    def previous(self) -> Predictor | None:
+        """The predictor a rollback returns to, or None when there is none."""
+        return self._state.previous
+
+    def rollback(self) -> Predictor:
+        """Serve the previous predictor again and return it; forget the current one.
+
+        Raises NoPreviousModelError when no previous predictor is kept; a second
+        rollback in a row therefore fails until another model is activated.
+        """
+        state = self._state
+        if state.previous is None:
+            raise NoPreviousModelError("No previous model is kept to roll back to.")
+        self._state = _HolderState(predictor=state.previous, failure=None)
+        return state.previous
 
     @property
     def predictor(self) -> Predictor | None:
@@ -159,8 +173,12 @@ class ModelHolder:
         return self._state.failure
 
     def activate(self, predictor: Predictor) -> None:
-        """Serve ``predictor`` from now on; in-flight requests keep the old one."""
-        self._state = _HolderState(predictor=predictor, failure=None)
+        """Serve ``predictor`` from now on; in-flight requests keep the old one.
+
+        The predictor served until now, if any, is kept for ``rollback``.
+        """
+        previous = self._state.predictor or self._state.previous
+        self._state = _HolderState(predictor=predictor, failure=None, previous=previous)
 
     def fail(self, failure: ArtifactError) -> None:
         """Stop serving and remember why, for readiness checks to report."""

@@ -43,6 +43,11 @@ def current_request_id() -> str:
     return _request_id.get()
 
 
+def current_access_fields() -> dict[str, object]:
+    """Return the fields annotated on this request's access line so far ({} outside)."""
+    return _access_fields.get() or {}
+
+
 def annotate_access(**fields: object) -> None:
     """Add fields (for example digit and confidence) to this request's access line."""
     access_fields = _access_fields.get()

@@ -138,13 +138,13 @@ def published_card() -> dict[str, Any]:
     return card
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """One headless Chromium for the whole session."""
     if not CHROMIUM.is_file():

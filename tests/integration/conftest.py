@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import gzip
 import io
-from collections.abc import Callable, Iterator
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -104,3 +111,82 @@ def published_client(make_client: MakeClient) -> TestClient:
             "models/model_card.json is missing; the published model is committed"
         )
     return make_client(model_dir=PUBLISHED_MODEL_DIR)
+
+
+# A real server process, for behaviour only a socket and signals show.
+
+SERVER_STARTUP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class RunningServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+StartServer = Callable[..., RunningServer]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_until_ready(server: RunningServer) -> None:
+    deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log_text()}")
+        try:
+            if httpx.get(f"{server.url}/ready", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"server not ready in time:\n{server.log_text()}")
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Return a function running ``mnist-backend serve`` on a free local port.
+
+    ``env`` adds MNIST_ variables; ``arguments`` adds command-line options. The
+    function returns once /ready answers 200; every server is stopped afterwards.
+    """
+    servers: list[RunningServer] = []
+
+    def start(
+        model_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        arguments: Sequence[str] = (),
+    ) -> RunningServer:
+        port = _free_port()
+        command = [
+            sys.executable, "-m", "mnist_backend.cli", "serve",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--model-dir", str(model_dir), *arguments,
+        ]  # fmt: skip
+        environment = {**os.environ, "MNIST_LOG_FORMAT": "json", **(env or {})}
+        log_path = tmp_path / f"server-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=environment
+            )
+        server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)
+        servers.append(server)
+        _wait_until_ready(server)
+        return server
+
+    yield start
+
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.terminate()
+            server.process.wait(timeout=30)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ def test_info_describes_service_model_runtime_contract_and_limits(
             "sha256": card["artifact"]["sha256"],
             "card": card,
         },
+        "worker_pid": os.getpid(),
+        "last_reload": None,
         "runtime": {
             "backend": "torch",
             "device": "cpu",

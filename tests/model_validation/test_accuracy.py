@@ -101,7 +101,7 @@ def _render_rotated(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 
 def _render_fine_pen(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """Black hair-line strokes (about a third of MNIST's width) on white, as PNG."""
-    thinned = _scaled(digit, 140).filter(ImageFilter.MinFilter(7))
+    thinned = _scaled(digit, 140).filter(ImageFilter.MinFilter(9))
     size = int(rng.integers(200, 400))
     ink = thinned.resize((size, size), Image.Resampling.BICUBIC)
     layer = _ink_on_canvas(ink, rng, 400, 800)

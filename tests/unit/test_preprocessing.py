@@ -573,6 +573,8 @@ def _outcome(upload: bytes) -> str:
     return "prepared" if prepared.pixels.shape == (28, 28) else "malformed"
 
 
+# Pillow warns about the damage it skips over (corrupt EXIF, oversized TIFF tags).
+@pytest.mark.filterwarnings("ignore::UserWarning")
 @settings(max_examples=300, deadline=None)
 @given(upload=st.one_of(st.binary(max_size=512), _damaged_uploads()))
 def test_arbitrary_bytes_raise_only_domain_errors(upload: bytes) -> None:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import struct
+from pathlib import Path
+
+# Kedro configures logging when it is first imported, from this variable; without
+# it, pytest run from the repository root would give the whole session Kedro's
+# default handler on stdout.
+os.environ.setdefault(
+    "KEDRO_LOGGING_CONFIG", str(Path(__file__).parents[1] / "conf" / "logging.yml")
+)
 
 import numpy as np
 import pytest
+
 from mnist_training.splits import DigitSplit
 
 FILE_NAMES = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import mlflow
+
 from mnist_training.tracking import MlflowTrackingHooks, flatten_parameters
 
 

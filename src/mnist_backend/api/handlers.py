@@ -34,7 +34,7 @@ from mnist_backend.errors import (
     UnsupportedImageError,
     UploadTooLargeError,
 )
-from mnist_backend.logs import current_request_id
+from mnist_backend.logs import annotate_access, current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """Return the JSON error body every failure shares, stamped with the request id."""
+    # The code goes on the access line too, where the metrics count rejections.
+    annotate_access(error_code=code)
     body = {"detail": detail, "code": code, "request_id": current_request_id()}
     return JSONResponse(body, status_code=status_code, headers=headers)
 

@@ -8,11 +8,14 @@ probes can say why.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -24,15 +27,21 @@ from mnist_backend.api.handlers import (
     UnhandledErrorMiddleware,
     register_exception_handlers,
 )
-from mnist_backend.api.routes import health, info, playground, predict
+from mnist_backend.api.routes import admin, health, info, playground, predict
+from mnist_backend.api.routes import metrics as metrics_route
+from mnist_backend.batching import Batcher
 from mnist_backend.config import Settings, get_settings
+from mnist_backend.cpu import usable_cpu_count
 from mnist_backend.errors import ArtifactError
-from mnist_backend.inference import ModelHolder, load_predictor
+from mnist_backend.inference import ModelHolder, Predictor, load_predictor
 from mnist_backend.logs import (
     REQUEST_ID_HEADER,
     RequestContextMiddleware,
     configure_logging,
 )
+from mnist_backend.metrics import MetricsMiddleware, ServiceMetrics, mark_worker_exited
+from mnist_backend.reload import ModelReloader
+from mnist_backend.shutdown import ShutdownSignal
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +64,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = resolved
     app.state.model_holder = ModelHolder()
+    # Operations: metrics, hot reload and graceful shutdown.
+    app.state.metrics = ServiceMetrics()
+    app.state.shutdown = ShutdownSignal()
+    app.state.reloader = ModelReloader(
+        app.state.model_holder,
+        _predictor_loader(resolved),
+        resolved.model_dir.resolve(),
+        accuracy_floor=resolved.golden_accuracy_floor,
+        interval_seconds=resolved.reload_interval_seconds,
+        run_dir=resolved.run_dir,
+        metrics=app.state.metrics,
+    )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
 
     register_exception_handlers(app)
     # Added innermost first: CORS wraps everything, so error responses get its headers.
     app.add_middleware(UnhandledErrorMiddleware)
+    # Inside the request context, so it still sees the access-line fields.
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestContextMiddleware)
     if resolved.cors_origins:
         app.add_middleware(
@@ -75,6 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(info.router)
     app.include_router(predict.router)
     app.include_router(playground.router)
+    app.include_router(metrics_route.router)
+    # Without a token the admin routes do not exist: they answer 404 like any path.
+    if resolved.admin_token is not None:
+        app.include_router(admin.router)
     return app
 
 
@@ -82,17 +109,63 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     configure_logging(settings.log_level, settings.log_format)
+    # SecretStr fields (the admin token) dump as asterisks.
+    logger.info(
+        "service starting",
+        extra={"pid": os.getpid(), "settings": settings.model_dump(mode="json")},
+    )
+    shutdown: ShutdownSignal = app.state.shutdown
+    shutdown.install()
+    reloader: ModelReloader = app.state.reloader
+    # Noted before loading, so a model published during start-up is still seen.
+    reloader.remember_card()
     # Decoding a large image takes a core and its memory; one per core at a time.
-    app.state.preprocessing_limiter = anyio.CapacityLimiter(os.cpu_count() or 1)
+    app.state.preprocessing_limiter = anyio.CapacityLimiter(usable_cpu_count())
     await _load_model(app.state.model_holder, settings)
+    reloader.announce_active()
+    app.state.batcher = _start_batcher(
+        app.state.model_holder, settings, app.state.metrics
+    )
+    polling = asyncio.create_task(reloader.run())
     yield
-    logger.info("shutting down")
+    logger.info("shutting down", extra={"pid": os.getpid()})
+    polling.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await polling
+    await app.state.batcher.close()
+    mark_worker_exited(os.getpid())
+    shutdown.uninstall()
+
+
+def _start_batcher(
+    holder: ModelHolder, settings: Settings, metrics: ServiceMetrics
+) -> Batcher:
+    """Start the inference thread that runs this worker's batches."""
+    batcher = Batcher(
+        holder,
+        max_batch_size=settings.max_batch_size,
+        max_queue_size=settings.max_queue_size,
+        deadline_seconds=settings.request_deadline_seconds,
+        observer=metrics,
+    )
+    batcher.start()
+    logger.info(
+        "batching started",
+        extra={
+            "pid": os.getpid(),
+            "max_batch_size": settings.max_batch_size,
+            "max_queue_size": settings.max_queue_size,
+            "request_deadline_seconds": settings.request_deadline_seconds,
+            "inference_threads": settings.inference_threads,
+        },
+    )
+    return batcher
 
 
 async def _load_model(holder: ModelHolder, settings: Settings) -> None:
     """Activate the artifact in ``settings.model_dir``, or record why it is refused."""
     model_dir = settings.model_dir.resolve()
-    load = partial(load_predictor, model_dir, threads=settings.torch_threads)
+    load = partial(_predictor_loader(settings), model_dir)
     try:
         predictor = await anyio.to_thread.run_sync(load)
     except ArtifactError as exc:
@@ -114,10 +187,23 @@ async def _load_model(holder: ModelHolder, settings: Settings) -> None:
         "model loaded",
         extra={
             "model_dir": str(model_dir),
+            "path": str(predictor.path),
             "sha256": predictor.sha256,
             "model_version": predictor.model_version,
             "device": "cpu",
+            "runtime": predictor.runtime_name,
         },
+    )
+
+
+def _predictor_loader(settings: Settings) -> Callable[[Path], Predictor]:
+    """Return how this service loads a model directory, at start-up and on reload."""
+    return partial(
+        load_predictor,
+        threads=settings.inference_threads,
+        runtime=settings.runtime,
+        # A full-size batch too, so the first burst of traffic meets warm buffers.
+        warm_up_batch_sizes=(1, settings.max_batch_size),
     )
 
 

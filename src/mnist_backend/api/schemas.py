@@ -166,10 +166,32 @@ class LimitsInfo(BaseModel):
     max_batch_files: int
 
 
+class ReloadReport(BaseModel):
+    """What the last model reload or rollback of one worker process did."""
+
+    outcome: Literal["activated", "unchanged", "refused", "rolled_back"]
+    reason: str = Field(description="Why, for a person to read.")
+    model_version: str | None = Field(
+        description="The version activated, refused or rolled back to."
+    )
+    at: str = Field(description="When, as ISO-8601 UTC.")
+    trigger: Literal["poll", "admin", "sync"] = Field(
+        description="A changed model card, an admin request, or another worker."
+    )
+    code: str | None = Field(
+        default=None, description="The failed check's code when refused."
+    )
+    worker_pid: int = Field(description="The process that did it.")
+
+
 class InfoResponse(BaseModel):
     service: ServiceInfo
     ready: bool
     model: ModelInfo | None = Field(description="The active model; null when none.")
+    worker_pid: int = Field(description="The worker process that answered.")
+    last_reload: ReloadReport | None = Field(
+        default=None, description="This worker's last reload or rollback, if any."
+    )
     runtime: dict[str, str | int]
     input_contract: dict[str, Any]
     limits: LimitsInfo

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from mnist_backend.api.deps import ModelHolderDep
 from mnist_backend.api.schemas import HealthResponse, ReadyResponse, error_responses
-from mnist_backend.errors import ModelUnavailableError
+from mnist_backend.errors import ModelUnavailableError, ShuttingDownError
 
 router = APIRouter(tags=["health"])
 
@@ -23,6 +23,7 @@ _NOT_READY = {
             ("architecture_mismatch", "The state dict does not fit convnet-bn-v1; ..."),
             ("invalid_model_card", "No model card at models/model_card.json."),
             ("model_unavailable", "The model has not been loaded yet."),
+            ("shutting_down", "The service is shutting down."),
         ],
     )
 }
@@ -38,13 +39,19 @@ async def check_health() -> HealthResponse:
 
 
 @router.get("/ready", responses=error_responses(_NOT_READY))
-async def check_ready(holder: ModelHolderDep) -> ReadyResponse:
+async def check_ready(request: Request, holder: ModelHolderDep) -> ReadyResponse:
     """Answer 200 once a validated model is loaded and warmed up.
 
     Answers 503 while no model is served: the body's `code` and `detail` say why
     (for example `artifact_checksum_mismatch` for an artifact whose bytes differ from
-    its model card). Use it as a readiness probe.
+    its model card), and with code `shutting_down` from the moment the process
+    receives SIGTERM while it finishes the requests in flight. Use it as a
+    readiness probe.
     """
+    if request.app.state.shutdown.is_shutting_down:
+        raise ShuttingDownError(
+            "The service is shutting down; it finishes the requests in flight."
+        )
     predictor = holder.predictor
     if predictor is not None:
         return ReadyResponse(status="ready", model_version=predictor.model_version)

@@ -1,35 +1,75 @@
-"""Prediction endpoints: one uploaded digit, or a batch of them in one request."""
+"""Prediction endpoints: one uploaded digit, or a batch of them in one request.
+
+Responses are serialised straight to JSON bytes: the response models document the
+bodies in OpenAPI, but validating every response against them cost more than the
+model's own inference on the hot path (see benchmarks/RESULTS.md).
+"""
 
 from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
 import numpy as np
-from fastapi import APIRouter, Query, Request
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.routing import APIRoute
 
-from mnist_backend.api.deps import PredictorDep, PreprocessingLimiterDep, SettingsDep
+from mnist_backend.api.deps import (
+    PredictionContext,
+    PredictionContextDep,
+    get_prediction_context,
+)
 from mnist_backend.api.handlers import status_for
 from mnist_backend.api.schemas import (
-    BatchItem,
     BatchPredictionResponse,
-    DigitPrediction,
-    ItemError,
     PredictionResponse,
-    RankedDigit,
     error_responses,
 )
 from mnist_backend.api.uploads import UploadedFile, read_upload_files
-from mnist_backend.errors import EmptyUploadError, InvalidUploadError
-from mnist_backend.inference import Predictor
+from mnist_backend.errors import (
+    EmptyUploadError,
+    ImageTooLargeError,
+    InvalidUploadError,
+)
 from mnist_backend.logs import annotate_access
 from mnist_backend.preprocessing import PreparedDigit, encode_png, preprocess_upload
 
-router = APIRouter(prefix="/api/v1", tags=["predictions"])
+
+class _PredictionRoute(APIRoute):
+    """A route that calls its endpoint directly when the URL has no query string.
+
+    FastAPI solves an endpoint's dependencies and validates its parameters on every
+    request, which costs a sizeable share of a prediction's CPU time. Without a
+    query string every parameter takes its default and the one dependency is
+    ``get_prediction_context``, so the endpoint is called with exactly what FastAPI
+    would pass. With a query string, FastAPI's own handler runs, so parameters are
+    validated and rejected as everywhere else. OpenAPI is generated as usual.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        standard = super().get_route_handler()
+        endpoint = self.endpoint
+
+        # Limit: app.dependency_overrides do not reach this path; a test changes
+        # the prediction routes' settings through create_app(settings) instead.
+        async def handle(request: Request) -> Response:
+            if request.scope.get("query_string"):
+                return await standard(request)
+            response: Response = await endpoint(
+                request, await get_prediction_context(request)
+            )
+            return response
+
+        return handle
+
+
+router = APIRouter(prefix="/api/v1", tags=["predictions"], route_class=_PredictionRoute)
 
 TopK = Annotated[
     int | None,
@@ -70,8 +110,16 @@ _UPLOAD_ERRORS = {
         ],
     ),
     503: (
-        "No validated model is loaded.",
-        [("model_unavailable", "No validated model is loaded: checksum mismatch.")],
+        "No validated model is loaded, or the service is too busy right now "
+        "(`overloaded` comes with a Retry-After header).",
+        [
+            ("model_unavailable", "No validated model is loaded: checksum mismatch."),
+            ("overloaded", "The inference queue is full (256 waiting); retry in 1 s."),
+            (
+                "deadline_exceeded",
+                "The request waited 2 s for the model without reaching it.",
+            ),
+        ],
     ),
 }
 
@@ -95,18 +143,17 @@ def _multipart_body(field_name: str, *, many: bool) -> dict[str, Any]:
 
 @router.post(
     "/predict",
+    response_model=PredictionResponse,
     response_model_exclude_none=True,
     responses=error_responses(_UPLOAD_ERRORS),
     openapi_extra=_multipart_body("file", many=False),
 )
 async def predict_digit(
     request: Request,
-    predictor: PredictorDep,
-    settings: SettingsDep,
-    limiter: PreprocessingLimiterDep,
+    context: PredictionContextDep,
     top_k: TopK = None,
     include_input: IncludeInput = False,
-) -> PredictionResponse:
+) -> Response:
     """Recognise the handwritten digit in one uploaded image.
 
     Send the image as multipart/form-data in the field `file`, at most
@@ -119,39 +166,40 @@ async def predict_digit(
     Errors: 413 when the body or the image's pixel count is over its limit; 415 when
     the file is not an accepted image format; 422 for a missing field, an empty or
     non-multipart body, a corrupt image, a blank image or a bad query parameter;
-    503 when no validated model is loaded.
+    503 when no validated model is loaded, when the service is overloaded (retry
+    after the `Retry-After` seconds) or when the request waited past its deadline.
     """
     started = time.perf_counter()
+    # Refuse before reading the body when no model is loaded.
+    context.holder.require()
+    settings = context.settings
     files = await read_upload_files(
         request, field_name="file", max_bytes=settings.max_upload_bytes, max_files=1
     )
 
-    prepared = await _prepare(files[0], limiter, settings.max_image_pixels)
-    probabilities = await predictor.predict(prepared.tensor)
+    prepared = await _prepare(files[0], context)
+    inference = await context.batcher.predict(prepared.tensor)
 
-    prediction = _describe(probabilities, prepared, top_k, include_input)
-    annotate_access(digit=prediction.prediction, confidence=prediction.confidence)
-    return PredictionResponse(
-        **prediction.model_dump(),
-        model_version=predictor.model_version,
-        processing_time_ms=_elapsed_ms(started),
-    )
+    body = _describe(inference.probabilities, prepared, top_k, include_input)
+    annotate_access(digit=body["prediction"], confidence=body["confidence"])
+    body["model_version"] = inference.model_version
+    body["processing_time_ms"] = _elapsed_ms(started)
+    return _json_response(body)
 
 
 @router.post(
     "/predict/batch",
+    response_model=BatchPredictionResponse,
     response_model_exclude_none=True,
     responses=error_responses(_UPLOAD_ERRORS),
     openapi_extra=_multipart_body("files", many=True),
 )
 async def predict_digit_batch(
     request: Request,
-    predictor: PredictorDep,
-    settings: SettingsDep,
-    limiter: PreprocessingLimiterDep,
+    context: PredictionContextDep,
     top_k: TopK = None,
     include_input: IncludeInput = False,
-) -> BatchPredictionResponse:
+) -> Response:
     """Recognise one digit in each of several uploaded images.
 
     Send up to `max_batch_files` (64 by default) images as multipart/form-data, each
@@ -162,9 +210,13 @@ async def predict_digit_batch(
 
     Errors for the whole request: 413 when the body is over the upload limit or
     there are more than `max_batch_files` files; 422 for a missing field or an empty
-    or non-multipart body; 503 when no validated model is loaded.
+    or non-multipart body; 503 when no validated model is loaded, when the service
+    is overloaded (retry after the `Retry-After` seconds) or when the request waited
+    past its deadline.
     """
     started = time.perf_counter()
+    predictor = context.holder.require()
+    settings = context.settings
     files = await read_upload_files(
         request,
         field_name="files",
@@ -172,74 +224,91 @@ async def predict_digit_batch(
         max_files=settings.max_batch_files,
     )
 
-    prepared, errors = await _prepare_each(files, limiter, settings.max_image_pixels)
-    probabilities = await _predict_prepared(predictor, prepared)
+    prepared, errors = await _prepare_each(files, context)
+    inferences = await context.batcher.predict_many(
+        [digit.tensor for digit in prepared.values()]
+    )
+    probabilities = dict(
+        zip(prepared, (item.probabilities for item in inferences), strict=True)
+    )
 
-    results: list[BatchItem] = []
+    results: list[dict[str, Any]] = []
     for index, upload in enumerate(files):
+        item: dict[str, Any] = {"index": index, "filename": upload.filename}
         if index in errors:
-            error = errors[index]
-            results.append(
-                BatchItem(
-                    index=index, filename=upload.filename, status="error", error=error
-                )
+            item.update(status="error", error=errors[index])
+        else:
+            result = _describe(
+                probabilities[index], prepared[index], top_k, include_input
             )
-            continue
-        result = _describe(probabilities[index], prepared[index], top_k, include_input)
-        results.append(
-            BatchItem(index=index, filename=upload.filename, status="ok", result=result)
-        )
-    annotate_access(files=len(files), failed=len(errors))
-    return BatchPredictionResponse(
-        model_version=predictor.model_version,
-        processing_time_ms=_elapsed_ms(started),
-        succeeded=len(prepared),
+            item.update(status="ok", result=result)
+        results.append(_without_none(item))
+    # Each digit and confidence goes on the access line, where metrics count them.
+    succeeded = [item["result"] for item in results if item["status"] == "ok"]
+    annotate_access(
+        files=len(files),
         failed=len(errors),
-        results=results,
+        digits=[result["prediction"] for result in succeeded],
+        confidences=[result["confidence"] for result in succeeded],
+    )
+    model_version = (
+        inferences[0].model_version if inferences else predictor.model_version
+    )
+    return _json_response(
+        {
+            "model_version": model_version,
+            "processing_time_ms": _elapsed_ms(started),
+            "succeeded": len(prepared),
+            "failed": len(errors),
+            "results": results,
+        }
     )
 
 
-async def _prepare(
-    upload: UploadedFile, limiter: anyio.CapacityLimiter, max_pixels: int
-) -> PreparedDigit:
-    """Return the model input for ``upload``, decoded on a worker thread."""
+async def _prepare(upload: UploadedFile, context: PredictionContext) -> PreparedDigit:
+    """Return the model input for ``upload``, decoding large uploads on a thread."""
     if not upload.data:
         name = f" '{upload.filename}'" if upload.filename else ""
         raise EmptyUploadError(f"The uploaded file{name} is empty.")
+    settings = context.settings
+    max_pixels = settings.max_image_pixels
+    if len(upload.data) <= settings.inline_decode_max_bytes:
+        # A small image decodes in about the CPU time of a hop to a worker thread
+        # and back (benchmarks/RESULTS.md), so it is decoded right here. The pixel
+        # cap is checked from the header before decoding: a small file can still
+        # hold a large flat picture, which must not block the event loop.
+        inline_pixels = min(max_pixels, settings.inline_decode_max_pixels)
+        try:
+            return preprocess_upload(upload.data, max_pixels=inline_pixels)
+        except ImageTooLargeError:
+            if inline_pixels == max_pixels:
+                raise
     return await anyio.to_thread.run_sync(
-        partial(preprocess_upload, upload.data, max_pixels=max_pixels), limiter=limiter
+        partial(preprocess_upload, upload.data, max_pixels=max_pixels),
+        limiter=context.preprocessing_limiter,
     )
 
 
 async def _prepare_each(
-    files: list[UploadedFile], limiter: anyio.CapacityLimiter, max_pixels: int
-) -> tuple[dict[int, PreparedDigit], dict[int, ItemError]]:
+    files: list[UploadedFile], context: PredictionContext
+) -> tuple[dict[int, PreparedDigit], dict[int, dict[str, Any]]]:
     """Return the prepared digits and the per-file errors, both keyed by position.
 
     Files are decoded one after another, so a batch holds at most one decoded
     full-size image at a time.
     """
     prepared: dict[int, PreparedDigit] = {}
-    errors: dict[int, ItemError] = {}
+    errors: dict[int, dict[str, Any]] = {}
     for index, upload in enumerate(files):
         try:
-            prepared[index] = await _prepare(upload, limiter, max_pixels)
+            prepared[index] = await _prepare(upload, context)
         except InvalidUploadError as exc:
-            errors[index] = ItemError(
-                detail=exc.detail, code=exc.code, status=status_for(exc)
-            )
+            errors[index] = {
+                "detail": exc.detail,
+                "code": exc.code,
+                "status": status_for(exc),
+            }
     return prepared, errors
-
-
-async def _predict_prepared(
-    predictor: Predictor, prepared: dict[int, PreparedDigit]
-) -> dict[int, np.ndarray]:
-    """Return each prepared digit's (10,) probabilities from one model call."""
-    if not prepared:
-        return {}
-    tensors = np.stack([digit.tensor for digit in prepared.values()])
-    probabilities = await predictor.predict_many(tensors)
-    return dict(zip(prepared, probabilities, strict=True))
 
 
 def _describe(
@@ -247,26 +316,32 @@ def _describe(
     prepared: PreparedDigit,
     top_k: int | None,
     include_input: bool,
-) -> DigitPrediction:
+) -> dict[str, Any]:
     """Return the prediction fields for one (10,) probability vector."""
+    values: list[float] = probabilities.tolist()
     digit = int(np.argmax(probabilities))
-    ranked = None
+    body: dict[str, Any] = {
+        "prediction": digit,
+        "confidence": values[digit],
+        "probabilities": values,
+    }
     if top_k is not None:
         order = np.argsort(-probabilities, kind="stable")[:top_k]
-        ranked = [
-            RankedDigit(digit=int(rank), probability=float(probabilities[rank]))
-            for rank in order
+        body["top_k"] = [
+            {"digit": int(rank), "probability": values[rank]} for rank in order
         ]
-    input_image = None
     if include_input:
-        input_image = base64.b64encode(encode_png(prepared.pixels)).decode("ascii")
-    return DigitPrediction(
-        prediction=digit,
-        confidence=float(probabilities[digit]),
-        probabilities=[float(value) for value in probabilities],
-        top_k=ranked,
-        input_image=input_image,
-    )
+        png = encode_png(prepared.pixels)
+        body["input_image"] = base64.b64encode(png).decode("ascii")
+    return body
+
+
+def _without_none(fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _json_response(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def _elapsed_ms(started: float) -> float:

@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from mnist_training.idx import MnistDataError, decode_idx
 from mnist_training.pipelines.data_processing.nodes import (
     decode_mnist,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mnist_training.pipelines.evaluation.metrics import (
     confusion_matrix,
     expected_calibration_error,

@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 import torch
+
+from mnist_backend.models.convnet import ConvNet
 from mnist_training.pipelines.publish import nodes
 from mnist_training.pipelines.publish.nodes import (
     build_model_card,
@@ -17,8 +19,6 @@ from mnist_training.pipelines.publish.nodes import (
     serialise_state_dict,
     write_atomically,
 )
-
-from mnist_backend.models.convnet import ConvNet
 
 CARD_KEYS = {
     "schema_version",

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from mnist_backend.models.convnet import ConvNet
 from mnist_training.pipelines.training.augmentation import (
     AugmentationParameters,
     augment_batch,
 )
 from mnist_training.pipelines.training.nodes import TrainingParameters, train_convnet
-
-from mnist_backend.models.convnet import ConvNet
 
 NO_AUGMENTATION = AugmentationParameters(
     rotation_degrees=0.0,
