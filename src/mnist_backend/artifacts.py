@@ -61,7 +61,9 @@ def load_artifact(model_dir: Path) -> LoadedModel:
     case nothing from the artifact has been executed.
     """
     card = read_model_card(model_dir)
-    artifact_path = _artifact_path(model_dir, card)
+    artifact_path = resolve_artifact_file(
+        model_dir, card["artifact"]["file"], "artifact"
+    )
     sha256 = verify_checksum(artifact_path, card["artifact"]["sha256"])
 
     state_dict = read_state_dict(artifact_path)
@@ -117,12 +119,17 @@ def verify_checksum(path: Path, expected_sha256: str) -> str:
         raise ArtifactMissingError(f"Model artifact {path} is not readable.") from exc
 
     actual = digest.hexdigest()
-    if actual != expected_sha256.lower():
-        raise ArtifactIntegrityError(
-            f"Model artifact {path.name} has SHA-256 {actual}, "
-            f"but its model card records {expected_sha256}."
-        )
+    check_sha256(path, actual, expected_sha256, "Model artifact")
     return actual
+
+
+def check_sha256(path: Path, actual: str, expected: str, description: str) -> None:
+    """Raise ArtifactIntegrityError unless ``actual`` equals the SHA-256 of the card."""
+    if actual != expected.lower():
+        raise ArtifactIntegrityError(
+            f"{description} {path.name} has SHA-256 {actual}, "
+            f"but its model card records {expected}."
+        )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -198,12 +205,12 @@ def build_model(state_dict: Mapping[str, torch.Tensor]) -> ConvNet:
     return model
 
 
-def _artifact_path(model_dir: Path, card: Mapping[str, Any]) -> Path:
-    """Return the artifact's path, accepting only a bare file name from the card."""
-    file_name: str = card["artifact"]["file"]
+def resolve_artifact_file(model_dir: Path, file_name: str, kind: str) -> Path:
+    """Return ``model_dir / file_name``, accepting only a bare file name from the card,
+    so a card can never point the service outside its model directory."""
     if Path(file_name).name != file_name or file_name in {"", ".", ".."}:
         raise ModelCardError(
-            f"Model card names artifact file {file_name!r}; expected a bare file name."
+            f"Model card names {kind} file {file_name!r}; expected a bare file name."
         )
     return model_dir / file_name
 

@@ -20,12 +20,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from mnist_backend.artifacts import load_artifact, read_model_card
+from mnist_backend.artifacts import (
+    check_sha256,
+    load_artifact,
+    read_model_card,
+    resolve_artifact_file,
+)
 from mnist_backend.contract import INPUT_SHAPE, NUM_CLASSES
 from mnist_backend.errors import (
     ArchitectureMismatchError,
     ArtifactError,
-    ArtifactIntegrityError,
     ArtifactMissingError,
     CorruptArtifactError,
     ModelCardError,
@@ -243,11 +247,7 @@ def _onnx_path(model_dir: Path, onnx_entry: Mapping[str, Any]) -> Path:
         raise ModelCardError(
             f"Model card in {model_dir} lacks 'onnx.file' or 'onnx.sha256'."
         )
-    if Path(file_name).name != file_name or file_name in {"", ".", ".."}:
-        raise ModelCardError(
-            f"Model card names ONNX file {file_name!r}; expected a bare file name."
-        )
-    return model_dir / file_name
+    return resolve_artifact_file(model_dir, file_name, "ONNX")
 
 
 def _read_verified(path: Path, expected_sha256: str) -> tuple[bytes, str]:
@@ -260,11 +260,7 @@ def _read_verified(path: Path, expected_sha256: str) -> tuple[bytes, str]:
         raise ArtifactMissingError(f"ONNX artifact {path} is not readable.") from exc
 
     actual = hashlib.sha256(model_bytes).hexdigest()
-    if actual != expected_sha256.lower():
-        raise ArtifactIntegrityError(
-            f"ONNX artifact {path.name} has SHA-256 {actual}, "
-            f"but its model card records {expected_sha256}."
-        )
+    check_sha256(path, actual, expected_sha256, "ONNX artifact")
     return model_bytes, actual
 
 
