@@ -12,11 +12,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mnist_backend.errors import ConfigurationError
-from mnist_backend.runtimes import RuntimeChoice
+from mnist_backend.runtimes import OnnxPrecision, RuntimeChoice
 
 ENV_PREFIX = "MNIST_"
 
@@ -47,6 +53,9 @@ class Settings(BaseSettings):
     # Serving performance: runtime, threads, workers, batching and backpressure.
     # "auto" serves the verified ONNX artifact when the card records one, else torch.
     runtime: RuntimeChoice = "auto"
+    # Which ONNX artifact: "auto" the int8 one when the card records it and it
+    # verifies, else the fp32 export; "int8" or "fp32" that one or no model.
+    onnx_precision: OnnxPrecision = "auto"
     # Intra-op threads of each worker's single inference thread. One per worker lets
     # the workers, not threads, share the cores, so a busy machine does not collapse.
     inference_threads: int = Field(default=1, gt=0)
@@ -88,6 +97,16 @@ class Settings(BaseSettings):
     def _empty_token_means_unset(cls, value: object) -> object:
         # An empty token would let an empty Authorization header in; treat it as unset.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("onnx_precision")
+    @classmethod
+    def _int8_needs_onnx(cls, value: str, info: ValidationInfo) -> str:
+        # torch runs fp32 only; demanding int8 from it could never be met.
+        if value == "int8" and info.data.get("runtime") == "torch":
+            raise ValueError(
+                f"int8 is served by ONNX Runtime only; {ENV_PREFIX}RUNTIME is 'torch'"
+            )
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -23,7 +23,12 @@ from mnist_backend.errors import (
     ModelUnavailableError,
     NoPreviousModelError,
 )
-from mnist_backend.runtimes import LoadedRuntime, RuntimeChoice, load_runtime
+from mnist_backend.runtimes import (
+    LoadedRuntime,
+    OnnxPrecision,
+    RuntimeChoice,
+    load_runtime,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +117,19 @@ def load_predictor(
     *,
     threads: int = 1,
     runtime: RuntimeChoice = "auto",
+    precision: OnnxPrecision = "auto",
     warm_up_batch_sizes: Iterable[int] = (1,),
 ) -> Predictor:
     """Return a warmed-up predictor for the artifact in ``model_dir``.
 
-    ``runtime`` picks ONNX Runtime or torch (see ``runtimes.load_runtime``).
+    ``runtime`` picks ONNX Runtime or torch and ``precision`` the ONNX artifact
+    (see ``runtimes.load_runtime``).
     Raises an ArtifactError subclass when the artifact cannot be trusted or run.
     """
-    predictor = Predictor(load_runtime(model_dir, choice=runtime, threads=threads))
+    loaded = load_runtime(
+        model_dir, choice=runtime, precision=precision, threads=threads
+    )
+    predictor = Predictor(loaded)
     predictor.warm_up(warm_up_batch_sizes)
     return predictor
 

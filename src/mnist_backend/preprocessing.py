@@ -317,6 +317,21 @@ def _wide_gray_scale(image: Image.Image) -> float:
 
 def _normalise(pixels: np.ndarray) -> np.ndarray:
     """Return (1, 28, 28) float32 in the statistics the model was trained with."""
-    scaled = pixels.astype(np.float32) / 255.0
-    tensor = (scaled - NORMALIZATION_MEAN) / NORMALIZATION_STD
-    return tensor.astype(np.float32)[np.newaxis]
+    tensor: np.ndarray = _NORMALISED_LEVELS[pixels][np.newaxis]
+    return tensor
+
+
+def _normalised_levels() -> np.ndarray:
+    """Return the normalised float32 value of each of the 256 pixel levels.
+
+    The same float32 operations as on a whole image, applied once per level, so a
+    lookup gives the values bit for bit at a fraction of the cost.
+    """
+    scaled = np.arange(256, dtype=np.float32) / 255.0
+    levels: np.ndarray = ((scaled - NORMALIZATION_MEAN) / NORMALIZATION_STD).astype(
+        np.float32
+    )
+    return levels
+
+
+_NORMALISED_LEVELS = _normalised_levels()

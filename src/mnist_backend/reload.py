@@ -66,12 +66,16 @@ class ReloadResult:
 def model_identity(card: Mapping[str, Any]) -> str:
     """Return the identity workers agree on: the artifacts' SHA-256s from the card.
 
-    The state dict's checksum, and the ONNX export's when the card records one, name
-    the model whichever runtime executes it; a new export alone is a new model too.
+    The state dict's checksum, and those of the ONNX export and its int8 copy when
+    the card records them, name the model whichever runtime executes it; a new
+    export alone is a new model too.
     """
-    onnx = card.get("onnx")
-    onnx_sha256 = onnx.get("sha256") if isinstance(onnx, Mapping) else None
-    return f"{card['artifact']['sha256']}:{onnx_sha256 or '-'}"
+    checksums = [str(card["artifact"]["sha256"])]
+    for key in ("onnx", "onnx_int8"):
+        entry = card.get(key)
+        sha256 = entry.get("sha256") if isinstance(entry, Mapping) else None
+        checksums.append(str(sha256) if sha256 else "-")
+    return ":".join(checksums)
 
 
 class ModelReloader:

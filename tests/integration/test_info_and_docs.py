@@ -32,6 +32,7 @@ def test_info_describes_service_model_runtime_contract_and_limits(
         "last_reload": None,
         "runtime": {
             "backend": "torch",
+            "precision": "fp32",
             "device": "cpu",
             "torch_version": torch.__version__,
             "python_version": body["runtime"]["python_version"],

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from fastapi.testclient import TestClient
+
+from .conftest import PUBLISHED_MODEL_DIR
 
 # The published model scores above 99 % on the MNIST test set; on its first 20
 # digits a single miss would already be unusual, two would mean a serving fault
@@ -59,3 +63,22 @@ def test_published_model_is_ready_with_its_card_version(
         200,
         info["model"]["card"]["model_version"],
     )
+
+
+def test_published_model_is_served_from_its_verified_int8_artifact(
+    published_client: TestClient,
+) -> None:
+    info = published_client.get("/api/info").json()
+
+    int8 = info["model"]["card"]["onnx_int8"]
+    int8_bytes = (PUBLISHED_MODEL_DIR / int8["file"]).read_bytes()
+    assert (info["runtime"]["backend"], info["runtime"]["precision"]) == (
+        "onnx",
+        "int8",
+    )
+    assert (int8["file"], info["model"]["sha256"]) == (
+        "convnet.int8.onnx",
+        hashlib.sha256(int8_bytes).hexdigest(),
+    )
+    assert int8["metrics"]["test_size"] == 10000
+    assert int8["metrics"]["argmax_agreement_with_torch"] >= 0.998

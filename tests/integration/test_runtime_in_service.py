@@ -26,20 +26,67 @@ def test_info_names_onnx_runtime_for_the_published_model(
 
     assert body["runtime"] == {
         "backend": "onnx",
+        "precision": "int8",
         "device": "cpu",
         "onnxruntime_version": onnxruntime.__version__,
         "python_version": body["runtime"]["python_version"],
         "intra_op_threads": 1,
     }
-    assert body["model"]["sha256"] == card["onnx"]["sha256"]
+    assert body["model"]["sha256"] == card["onnx_int8"]["sha256"]
+
+
+@pytest.mark.parametrize(
+    ("precision", "card_key"),
+    [
+        pytest.param("fp32", "onnx", id="fp32"),
+        pytest.param("int8", "onnx_int8", id="int8"),
+    ],
+)
+def test_onnx_precision_setting_picks_the_served_artifact(
+    make_client: MakeClient, precision: str, card_key: str
+) -> None:
+    client = make_client(model_dir=PUBLISHED_MODEL_DIR, onnx_precision=precision)
+    card = json.loads((PUBLISHED_MODEL_DIR / "model_card.json").read_text("utf-8"))
+
+    body = client.get("/api/info").json()
+
+    assert (body["runtime"]["precision"], body["model"]["sha256"]) == (
+        precision,
+        card[card_key]["sha256"],
+    )
+
+
+@pytest.fixture
+def model_dir_without_int8_file(tmp_path: Path) -> Path:
+    """The published model folder with its int8 file gone but still in the card."""
+    model_dir = tmp_path / "published-without-int8"
+    shutil.copytree(PUBLISHED_MODEL_DIR, model_dir)
+    (model_dir / "convnet.int8.onnx").unlink()
+    return model_dir
+
+
+def test_auto_without_the_int8_file_serves_the_fp32_export(
+    make_client: MakeClient, model_dir_without_int8_file: Path
+) -> None:
+    client = make_client(model_dir=model_dir_without_int8_file)
+    card = json.loads((PUBLISHED_MODEL_DIR / "model_card.json").read_text("utf-8"))
+
+    body = client.get("/api/info").json()
+
+    assert (body["ready"], body["runtime"]["backend"]) == (True, "onnx")
+    assert (body["runtime"]["precision"], body["model"]["sha256"]) == (
+        "fp32",
+        card["onnx"]["sha256"],
+    )
 
 
 @pytest.fixture
 def model_dir_without_onnx_file(tmp_path: Path) -> Path:
-    """The published model folder with its ONNX file gone but still in the card."""
+    """The published model folder with both ONNX files gone but still in the card."""
     model_dir = tmp_path / "published-without-onnx"
     shutil.copytree(PUBLISHED_MODEL_DIR, model_dir)
     (model_dir / "convnet.onnx").unlink()
+    (model_dir / "convnet.int8.onnx").unlink()
     return model_dir
 
 
@@ -73,6 +120,7 @@ def test_auto_without_the_onnx_file_serves_torch(
     body = client.get("/api/info").json()
 
     assert (body["ready"], body["runtime"]["backend"]) == (True, "torch")
+    assert body["runtime"]["precision"] == "fp32"
 
 
 # Runs in a fresh interpreter where ``import torch`` fails, as on an install
@@ -94,6 +142,7 @@ _WITHOUT_TORCH = textwrap.dedent(
         prediction = client.post("/api/v1/predict", files=files)
     print(json.dumps({
         "backend": info["runtime"]["backend"],
+        "precision": info["runtime"]["precision"],
         "status": prediction.status_code,
         "prediction": prediction.json().get("prediction"),
         "torch_loaded": sys.modules.get("torch") is not None,
@@ -120,6 +169,7 @@ def test_service_imports_and_predicts_with_onnx_without_torch(
     assert finished.returncode == 0, finished.stderr
     assert json.loads(finished.stdout.splitlines()[-1]) == {
         "backend": "onnx",
+        "precision": "int8",
         "status": 200,
         "prediction": 7,
         "torch_loaded": False,

@@ -19,6 +19,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "MNIST_CORS_ORIGINS",
         "MNIST_LOG_LEVEL",
         "MNIST_LOG_FORMAT",
+        "MNIST_RUNTIME",
+        "MNIST_ONNX_PRECISION",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -35,6 +37,8 @@ def test_settings_defaults_serve_the_bundled_model_with_documented_limits() -> N
         cors_origins=[],
         log_level="INFO",
         log_format="auto",
+        runtime="auto",
+        onnx_precision="auto",
     )
 
 
@@ -98,6 +102,12 @@ def test_settings_parse_cors_origins(
             "Input should be 'json', 'text' or 'auto'",
             id="unknown-log-format",
         ),
+        pytest.param(
+            "MNIST_ONNX_PRECISION",
+            "int4",
+            "Input should be 'auto', 'int8' or 'fp32'",
+            id="unknown-onnx-precision",
+        ),
     ],
 )
 def test_settings_reject_bad_value_naming_the_variable(
@@ -110,6 +120,40 @@ def test_settings_reject_bad_value_naming_the_variable(
 
     assert (
         caught.value.detail == f"Invalid configuration: {variable}='{value}': {reason}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("runtime", "precision"),
+    [
+        pytest.param("onnx", "int8", id="onnx-int8"),
+        pytest.param("auto", "fp32", id="auto-fp32"),
+        pytest.param("torch", "fp32", id="torch-fp32"),
+    ],
+)
+def test_settings_read_the_onnx_precision(
+    monkeypatch: pytest.MonkeyPatch, runtime: str, precision: str
+) -> None:
+    monkeypatch.setenv("MNIST_RUNTIME", runtime)
+    monkeypatch.setenv("MNIST_ONNX_PRECISION", precision)
+
+    settings = load_settings()
+
+    assert (settings.runtime, settings.onnx_precision) == (runtime, precision)
+
+
+def test_settings_refuse_int8_precision_with_the_torch_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MNIST_RUNTIME", "torch")
+    monkeypatch.setenv("MNIST_ONNX_PRECISION", "int8")
+
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+
+    assert caught.value.detail == (
+        "Invalid configuration: MNIST_ONNX_PRECISION='int8': Value error, int8 is "
+        "served by ONNX Runtime only; MNIST_RUNTIME is 'torch'"
     )
 
 

@@ -71,8 +71,13 @@ def test_run_publishes_a_complete_card_that_matches_the_artifacts(published):
 
     pt_digest = hashlib.sha256((published / "convnet.pt").read_bytes()).hexdigest()
     onnx_digest = hashlib.sha256((published / "convnet.onnx").read_bytes()).hexdigest()
+    int8_bytes = (published / "convnet.int8.onnx").read_bytes()
     assert card["artifact"]["sha256"] == pt_digest
     assert card["onnx"]["sha256"] == onnx_digest
+    assert (card["onnx_int8"]["sha256"], card["onnx_int8"]["bytes"]) == (
+        hashlib.sha256(int8_bytes).hexdigest(),
+        len(int8_bytes),
+    )
     assert card["metrics"]["test_size"] == 1000
     assert 0.0 < card["metrics"]["test_accuracy"] <= 1.0
     assert len(card["metrics"]["per_class_accuracy"]) == 10
@@ -87,8 +92,21 @@ def test_run_publishes_a_complete_card_that_matches_the_artifacts(published):
     assert card["library_versions"]["torch"] == torch.__version__
 
 
+def test_run_publishes_an_int8_model_that_passed_the_test_gate(published):
+    int8 = json.loads((published / "model_card.json").read_text())["onnx_int8"]
+
+    metrics, gate = int8["metrics"], int8["gate"]
+    accuracy_drop = metrics["fp32_test_accuracy"] - metrics["int8_test_accuracy"]
+    assert (int8["file"], metrics["test_size"]) == ("convnet.int8.onnx", 1000)
+    assert (gate["max_accuracy_drop"], gate["min_argmax_agreement"]) == (0.01, 0.98)
+    assert accuracy_drop <= gate["max_accuracy_drop"]
+    assert metrics["argmax_agreement_with_torch"] >= gate["min_argmax_agreement"]
+    assert int8["quantisation"]["calibration_size"] == 500
+
+
 def test_run_leaves_no_temporary_files_in_the_model_folder(published):
     assert sorted(p.name for p in published.iterdir()) == [
+        "convnet.int8.onnx",
         "convnet.onnx",
         "convnet.pt",
         "model_card.json",

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from mnist_backend import __version__
+from mnist_backend.api.fast_path import PredictFastPath
 from mnist_backend.api.handlers import (
     UnhandledErrorMiddleware,
     register_exception_handlers,
@@ -81,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     register_exception_handlers(app)
     # Added innermost first: CORS wraps everything, so error responses get its headers.
+    # The prediction fast path sits inside all of them, so it is logged, counted and
+    # guarded like any route.
+    app.add_middleware(PredictFastPath)
     app.add_middleware(UnhandledErrorMiddleware)
     # Inside the request context, so it still sees the access-line fields.
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
@@ -202,6 +206,7 @@ def _predictor_loader(settings: Settings) -> Callable[[Path], Predictor]:
         load_predictor,
         threads=settings.inference_threads,
         runtime=settings.runtime,
+        precision=settings.onnx_precision,
         # A full-size batch too, so the first burst of traffic meets warm buffers.
         warm_up_batch_sizes=(1, settings.max_batch_size),
     )

@@ -34,9 +34,10 @@ async def describe_service(
     full model card (training metrics, calibration, data set), or null while no
     validated model is loaded; `ready` says the same as `/ready`. `runtime.backend`
     names the runtime executing the model: "onnx" (ONNX Runtime) or "torch", or
-    "none" while no model is loaded. `worker_pid` names the worker process that
-    answered and `last_reload` what its last model reload or rollback did (outcome,
-    reason, model version, time), or null before the first one.
+    "none" while no model is loaded, and `runtime.precision` its arithmetic: "int8"
+    (the card's quantised ONNX artifact) or "fp32". `worker_pid` names the worker
+    process that answered and `last_reload` what its last model reload or rollback
+    did (outcome, reason, model version, time), or null before the first one.
     """
     predictor = holder.predictor
     model = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Annotated, Any
 
@@ -18,13 +17,8 @@ import anyio.to_thread
 import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.routing import APIRoute
 
-from mnist_backend.api.deps import (
-    PredictionContext,
-    PredictionContextDep,
-    get_prediction_context,
-)
+from mnist_backend.api.deps import PredictionContext, PredictionContextDep
 from mnist_backend.api.handlers import status_for
 from mnist_backend.api.schemas import (
     BatchPredictionResponse,
@@ -40,36 +34,9 @@ from mnist_backend.errors import (
 from mnist_backend.logs import annotate_access
 from mnist_backend.preprocessing import PreparedDigit, encode_png, preprocess_upload
 
+router = APIRouter(prefix="/api/v1", tags=["predictions"])
 
-class _PredictionRoute(APIRoute):
-    """A route that calls its endpoint directly when the URL has no query string.
-
-    FastAPI solves an endpoint's dependencies and validates its parameters on every
-    request, which costs a sizeable share of a prediction's CPU time. Without a
-    query string every parameter takes its default and the one dependency is
-    ``get_prediction_context``, so the endpoint is called with exactly what FastAPI
-    would pass. With a query string, FastAPI's own handler runs, so parameters are
-    validated and rejected as everywhere else. OpenAPI is generated as usual.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        standard = super().get_route_handler()
-        endpoint = self.endpoint
-
-        # Limit: app.dependency_overrides do not reach this path; a test changes
-        # the prediction routes' settings through create_app(settings) instead.
-        async def handle(request: Request) -> Response:
-            if request.scope.get("query_string"):
-                return await standard(request)
-            response: Response = await endpoint(
-                request, await get_prediction_context(request)
-            )
-            return response
-
-        return handle
-
-
-router = APIRouter(prefix="/api/v1", tags=["predictions"], route_class=_PredictionRoute)
+PREDICT_PATH = "/api/v1/predict"
 
 TopK = Annotated[
     int | None,
@@ -169,6 +136,16 @@ async def predict_digit(
     503 when no validated model is loaded, when the service is overloaded (retry
     after the `Retry-After` seconds) or when the request waited past its deadline.
     """
+    return await predict_one(request, context, top_k, include_input)
+
+
+async def predict_one(
+    request: Request,
+    context: PredictionContext,
+    top_k: int | None = None,
+    include_input: bool = False,
+) -> Response:
+    """Answer one single-image prediction request; raises the domain errors."""
     started = time.perf_counter()
     # Refuse before reading the body when no model is loaded.
     context.holder.require()

@@ -26,6 +26,7 @@ CARD_KEYS = {
     "architecture",
     "artifact",
     "onnx",
+    "onnx_int8",
     "calibration",
     "metrics",
     "preprocessing",
@@ -42,6 +43,15 @@ CARD_KEYS = {
 def model_state() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     return ConvNet().state_dict()
+
+
+@pytest.fixture
+def int8_report() -> dict[str, object]:
+    return {
+        "quantisation": {"format": "QDQ", "calibration_size": 20},
+        "metrics": {"int8_test_accuracy": 0.99, "argmax_agreement_with_torch": 1.0},
+        "gate": {"max_accuracy_drop": 0.002, "min_argmax_agreement": 0.998},
+    }
 
 
 @pytest.fixture
@@ -85,13 +95,15 @@ def test_export_onnx_refuses_an_export_outside_the_tolerance(model_state, tiny_t
         export_onnx(model_state, tiny_test, tolerance=-1.0)
 
 
-def test_model_card_describes_the_artifact_it_names(model_state, metrics):
+def test_model_card_describes_the_artifact_it_names(model_state, metrics, int8_report):
     artifact = serialise_state_dict(model_state)
     provenance = collect_provenance()
 
     card = build_model_card(
         artifact,
         b"onnx bytes",
+        b"int8 bytes",
+        int8_report,
         metrics,
         [{"epoch": 1, "seconds": 2.0}],
         {"train-images-idx3-ubyte.gz": "ab" * 32},
@@ -103,6 +115,13 @@ def test_model_card_describes_the_artifact_it_names(model_state, metrics):
     assert set(card) == CARD_KEYS
     assert card["artifact"]["sha256"] == hashlib.sha256(artifact).hexdigest()
     assert card["onnx"]["sha256"] == hashlib.sha256(b"onnx bytes").hexdigest()
+    assert card["onnx_int8"] == {
+        "file": "convnet.int8.onnx",
+        "sha256": hashlib.sha256(b"int8 bytes").hexdigest(),
+        "bytes": len(b"int8 bytes"),
+        "quantised_from_sha256": hashlib.sha256(b"onnx bytes").hexdigest(),
+        **int8_report,
+    }
     assert card["model_version"].endswith(card["artifact"]["sha256"][:8])
     assert card["calibration"]["temperature"] == 1.3
     assert card["preprocessing"]["normalization"] == {"mean": 0.1307, "std": 0.3081}
@@ -115,11 +134,19 @@ def test_model_card_describes_the_artifact_it_names(model_state, metrics):
 def test_publish_writes_artifacts_and_card_readable_by_others(tmp_path):
     card = {"model_version": "v2"}
 
-    published = publish_model(b"weights", b"onnx", card, str(tmp_path / "models"))
+    published = publish_model(
+        b"weights", b"onnx", b"int8", card, str(tmp_path / "models")
+    )
 
     folder = tmp_path / "models"
-    assert published["files"] == ["convnet.pt", "convnet.onnx", "model_card.json"]
+    assert published["files"] == [
+        "convnet.pt",
+        "convnet.onnx",
+        "convnet.int8.onnx",
+        "model_card.json",
+    ]
     assert (folder / "convnet.pt").read_bytes() == b"weights"
+    assert (folder / "convnet.int8.onnx").read_bytes() == b"int8"
     assert json.loads((folder / "model_card.json").read_text()) == card
     assert (folder / "convnet.pt").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in folder.iterdir()) == sorted(published["files"])
@@ -129,7 +156,9 @@ def test_publish_interrupted_before_the_card_keeps_the_old_card_and_no_partial_f
     tmp_path, monkeypatch
 ):
     folder = tmp_path / "models"
-    publish_model(b"old weights", b"old onnx", {"model_version": "v1"}, str(folder))
+    publish_model(
+        b"old weights", b"old onnx", b"old int8", {"model_version": "v1"}, str(folder)
+    )
     real_replace = os.replace
 
     def replace_until_the_card(source, destination):
@@ -140,12 +169,19 @@ def test_publish_interrupted_before_the_card_keeps_the_old_card_and_no_partial_f
     monkeypatch.setattr(nodes.os, "replace", replace_until_the_card)
 
     with pytest.raises(KeyboardInterrupt):
-        publish_model(b"new weights", b"new onnx", {"model_version": "v2"}, str(folder))
+        publish_model(
+            b"new weights",
+            b"new onnx",
+            b"new int8",
+            {"model_version": "v2"},
+            str(folder),
+        )
 
     assert json.loads((folder / "model_card.json").read_text()) == {
         "model_version": "v1"
     }
     assert sorted(p.name for p in folder.iterdir()) == [
+        "convnet.int8.onnx",
         "convnet.onnx",
         "convnet.pt",
         "model_card.json",

@@ -1,4 +1,4 @@
-"""Wires the publish nodes: serialise, export, describe, then publish atomically."""
+"""Wires the publish nodes: serialise, export, quantise, describe, then publish."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .nodes import (
     publish_model,
     serialise_state_dict,
 )
+from .quantisation import quantise_onnx
 
 
 def create_pipeline(**kwargs: object) -> Pipeline:
@@ -29,6 +30,19 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 name="export_onnx",
             ),
             node(
+                quantise_onnx,
+                inputs=[
+                    "onnx_artifact",
+                    "model_state",
+                    "mnist_train",
+                    "mnist_test",
+                    "evaluation_metrics",
+                    "params:publish.int8",
+                ],
+                outputs=["int8_artifact", "int8_report"],
+                name="quantise_onnx",
+            ),
+            node(
                 collect_provenance,
                 inputs=None,
                 outputs="provenance",
@@ -39,6 +53,8 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 inputs=[
                     "model_artifact",
                     "onnx_artifact",
+                    "int8_artifact",
+                    "int8_report",
                     "evaluation_metrics",
                     "training_history",
                     "mnist_checksums",
@@ -54,6 +70,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 inputs=[
                     "model_artifact",
                     "onnx_artifact",
+                    "int8_artifact",
                     "model_card",
                     "params:publish.model_dir",
                 ],
