@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # Worker processes of `mnist-backend serve`; unset means one per usable core
     # (affinity and cgroup CPU quota).
     workers: int | None = Field(default=None, gt=0)
+    # "auto" pins each worker of `mnist-backend serve` to a core of its own when the
+    # server owns exactly as many cores as it has workers (see cpu.pinning_applies);
+    # "off" leaves placement to the scheduler.
+    cpu_pinning: Literal["auto", "off"] = "auto"
     # Requests that arrive while a batch runs go together into the next, up to this.
     max_batch_size: int = Field(default=32, gt=0, le=1024)
     # Requests waiting for the model per worker; past this, 503 "overloaded".

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from mnist_backend.cpu import CpuBudget, read_cgroup_quota_cores
+from mnist_backend.cpu import (
+    CpuBudget,
+    claim_core,
+    pinning_applies,
+    read_cgroup_quota_cores,
+)
 
 
 def write_files(root: Path, files: dict[str, str]) -> Path:
@@ -86,3 +94,60 @@ def test_usable_cores_are_the_smaller_of_affinity_and_quota(
     usable = budget.usable_cores
 
     assert usable == expected
+
+
+@pytest.mark.parametrize(
+    ("workers", "budget", "expected"),
+    [
+        pytest.param(2, CpuBudget(affinity_cores=2, quota_cores=None), True, id="own"),
+        pytest.param(
+            2, CpuBudget(affinity_cores=2, quota_cores=2.0), True, id="cpuset"
+        ),
+        pytest.param(2, CpuBudget(2, quota_cores=1.5), False, id="quota-below-cores"),
+        pytest.param(
+            2, CpuBudget(64, quota_cores=2.0), False, id="quota-of-a-big-node"
+        ),
+        pytest.param(3, CpuBudget(2, quota_cores=None), False, id="more-workers"),
+        pytest.param(1, CpuBudget(2, quota_cores=None), False, id="fewer-workers"),
+    ],
+)
+def test_workers_are_pinned_only_where_the_server_owns_its_cores(
+    workers: int, budget: CpuBudget, expected: bool
+) -> None:
+    assert pinning_applies(workers, budget) is expected
+
+
+def test_each_worker_claims_a_different_core_until_none_is_left(
+    tmp_path: Path,
+) -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+
+    claims = [claim_core(tmp_path) for _ in range(len(allowed) + 1)]
+
+    assert [claim.core if claim else None for claim in claims] == [*allowed, None]
+    first = claims[0]
+    assert first is not None
+    os.close(first.lock_fd)  # the worker holding it exits
+    again = claim_core(tmp_path)
+    assert again is not None
+    assert again.core == allowed[0]
+
+
+def test_pinned_process_and_its_later_threads_run_on_one_core() -> None:
+    core = max(os.sched_getaffinity(0))
+    script = (
+        "import os, threading\n"
+        "from mnist_backend.cpu import pin_process\n"
+        f"pin_process({core})\n"
+        "seen = []\n"
+        "record = lambda: seen.append(os.sched_getaffinity(0))\n"
+        "thread = threading.Thread(target=record)\n"
+        "thread.start(); thread.join()\n"
+        "print(sorted(os.sched_getaffinity(0)), sorted(seen[0]))\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.split("\n")[0] == f"[{core}] [{core}]"

@@ -32,7 +32,14 @@ from mnist_backend.api.routes import admin, health, info, playground, predict
 from mnist_backend.api.routes import metrics as metrics_route
 from mnist_backend.batching import Batcher
 from mnist_backend.config import Settings, get_settings
-from mnist_backend.cpu import usable_cpu_count
+from mnist_backend.cpu import (
+    CoreClaim,
+    claim_core,
+    pin_process,
+    pinning_applies,
+    read_cpu_budget,
+    usable_cpu_count,
+)
 from mnist_backend.errors import ArtifactError
 from mnist_backend.inference import ModelHolder, Predictor, load_predictor
 from mnist_backend.logs import (
@@ -118,6 +125,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         "service starting",
         extra={"pid": os.getpid(), "settings": settings.model_dump(mode="json")},
     )
+    # First, so every thread the worker starts from here on shares its core.
+    app.state.core_claim = _pin_to_core(settings)
     shutdown: ShutdownSignal = app.state.shutdown
     shutdown.install()
     reloader: ModelReloader = app.state.reloader
@@ -139,6 +148,28 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.batcher.close()
     mark_worker_exited(os.getpid())
     shutdown.uninstall()
+
+
+def _pin_to_core(settings: Settings) -> CoreClaim | None:
+    """Pin this worker to a core of its own when the server owns its cores."""
+    if settings.cpu_pinning == "off" or settings.run_dir is None:
+        return None
+    budget = read_cpu_budget()
+    workers = settings.workers or budget.usable_cores
+    if not pinning_applies(workers, budget):
+        logger.info(
+            "workers not pinned: the cores are shared",
+            extra={"workers": workers, "affinity_cores": budget.affinity_cores},
+        )
+        return None
+    claim = claim_core(settings.run_dir)
+    if claim is not None:
+        pin_process(claim.core)
+    logger.info(
+        "worker pinned" if claim else "worker not pinned: every core is taken",
+        extra={"pid": os.getpid(), "core": claim.core if claim else None},
+    )
+    return claim
 
 
 def _start_batcher(
