@@ -225,8 +225,8 @@ def _profile(results: Results) -> list[str]:
     rest = steps["request_64_in_flight_without_decoding_and_model"]
     rows = [
         ("decode and prepare the 28x28 PNG (`preprocess_upload`)", steps["preprocess"]),
-        ("model, ONNX Runtime, batch of 1, per image", steps["model_batch_1"]),
-        ("model, ONNX Runtime, batch of 32, per image", steps["model_batch_32"]),
+        ("model, ONNX Runtime int8, batch of 1, per image", steps["model_batch_1"]),
+        ("model, ONNX Runtime int8, batch of 32, per image", steps["model_batch_32"]),
         (
             "everything else: framework, middleware, multipart, logging, metrics, "
             "JSON (64 in flight, decoding and model stubbed)",
