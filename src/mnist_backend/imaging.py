@@ -149,11 +149,23 @@ def find_digit_box(ink: FloatArray) -> tuple[slice, slice]:
     if not weights.any():
         raise NoDigitFoundError("No digit found: the image holds no distinct ink.")
 
-    rows = _heaviest_run(weights.sum(axis=1))
-    columns = _heaviest_run(weights[rows].sum(axis=0))
-    rows = _heaviest_run(weights[:, columns].sum(axis=1))
-    columns = _heaviest_run(weights[rows].sum(axis=0))
+    row_profile = weights.sum(axis=1)
+    rows = _heaviest_run(row_profile)
+    column_profile = weights[rows].sum(axis=0)
+    columns = _heaviest_run(column_profile)
+    if not _spans_all_ink(row_profile, rows) or not _spans_all_ink(
+        column_profile, columns
+    ):
+        # Something was left out, which can change the other axis's profile.
+        rows = _heaviest_run(weights[:, columns].sum(axis=1))
+        columns = _heaviest_run(weights[rows].sum(axis=0))
+    # Otherwise a second pass would see the same profiles and find the same box.
     return _grow_over_faint_edges(ink, rows, columns)
+
+
+def _spans_all_ink(profile: NDArray[np.float64], span: slice) -> bool:
+    """Return whether ``span`` covers every non-empty entry of ``profile``."""
+    return not (profile[: span.start].any() or profile[span.stop :].any())
 
 
 def thicken_thin_strokes(crop: FloatArray) -> FloatArray:
