@@ -6,9 +6,13 @@
 
 # Build stage: install the package and its dependencies into a virtual environment.
 # Without the "torch" extra: ONNX Runtime serves the model, so no torch is needed.
+# A C compiler builds the package's native pixel statistics (src/mnist_backend/_digitcore.c).
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
