@@ -24,6 +24,7 @@ from mnist_backend.errors import (
     UndecodableImageError,
     UnsupportedImageError,
 )
+from mnist_backend.plain_png import PlainPixels, decode_plain_png
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
@@ -132,21 +133,37 @@ def prepare_digit(image: Image.Image) -> PreparedDigit:
     with _pillow_failures("the image"):
         image.load()  # a lazily opened file decodes here, under the same guard
         working = _to_working_image(image)
-    gray, alpha = imaging.split_alpha(working)
-    if alpha is not None:
-        gray = imaging.composite_alpha(gray, alpha)
-
-    ink = imaging.extract_ink(gray)
-    rows, columns = imaging.find_digit_box(ink)
-    strokes = imaging.thicken_thin_strokes(ink[rows, columns])
-    digit = imaging.fit_into_digit_box(strokes)
-    pixels = imaging.centre_by_mass(digit)
-    return PreparedDigit(pixels=pixels, tensor=_normalise(pixels))
+    return _prepare_planes(*imaging.split_alpha(working))
 
 
 def preprocess_upload(upload: bytes, *, max_pixels: int) -> PreparedDigit:
-    """Return the prepared digit of an upload; raises what the two steps raise."""
+    """Return the prepared digit of an upload; raises what the two steps raise.
+
+    A plain PNG skips Pillow (``plain_png.py``), with the same result.
+    """
+    plain = decode_plain_png(upload, max_pixels=max_pixels)
+    if plain is not None:
+        return _prepare_planes(*_planes_of(plain))
     return prepare_digit(decode_upload(upload, max_pixels=max_pixels))
+
+
+def _planes_of(plain: PlainPixels) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return luminance and coverage as ``imaging.split_alpha`` gives them."""
+    gray = plain.gray.astype(np.float32)
+    if plain.alpha is None or plain.alpha.min() >= 255:
+        return gray, None
+    return gray, plain.alpha.astype(np.float32) / 255.0
+
+
+def _prepare_planes(gray: np.ndarray, alpha: np.ndarray | None) -> PreparedDigit:
+    """Return the prepared digit of float32 luminance (0-255) and coverage (0-1)."""
+    if alpha is not None:
+        gray = imaging.composite_alpha(gray, alpha)
+    ink, rows, columns, stroke_width = imaging.locate_digit(gray)
+    strokes = imaging.thicken_thin_strokes(ink[rows, columns], stroke_width)
+    digit = imaging.fit_into_digit_box(strokes)
+    pixels = imaging.centre_by_mass(digit)
+    return PreparedDigit(pixels=pixels, tensor=_normalise(pixels))
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
