@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from mnist_backend import imaging
 from mnist_backend.api.main import create_app
 from mnist_backend.config import Settings
 from mnist_backend.logs import JsonFormatter, configure_logging
@@ -123,6 +124,28 @@ def test_lifecycle_events_are_logged_from_start_to_shutdown(
     assert loaded.__dict__["path"] == str(model_dir.resolve() / "convnet.pt")
     assert loaded.__dict__["model_version"] == "20261203.120000-testtest"
     assert len(loaded.__dict__["sha256"]) == 64
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_start_up_says_whether_imaging_runs_natively(
+    native: bool,
+    model_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not native:
+        monkeypatch.setattr(imaging, "_digitcore", None)
+    caplog.set_level(logging.INFO)
+
+    with TestClient(create_app(Settings(model_dir=model_dir, log_format="json"))):
+        pass
+
+    starting = next(r for r in caplog.records if r.getMessage() == "service starting")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert starting.__dict__["native_imaging"] is native
+    assert (
+        any("native imaging extension not built" in w for w in warnings) is not native
+    )
 
 
 def test_admin_token_never_reaches_the_logs(
