@@ -9,6 +9,7 @@ Decoding the images is left to ``preprocessing.py``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError
@@ -44,6 +45,14 @@ _MAX_SIMPLE_HEADER_BYTES = 4096
 _TOKEN_BYTES = (
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
+# A header value of the plain form clients send ("multipart/form-data;
+# boundary=x", 'form-data; name="file"; filename="7.png"'): token parameters whose
+# values are bare or quoted without escapes, semicolons or line breaks.
+_PLAIN_PARAMETER = r"""[!#$%&'+.^_`|~0-9A-Za-z-]+=(?:"[^"\\;\r\n]*"|[^"\\;\s]*)"""
+_PLAIN_OPTIONS_HEADER = re.compile(
+    rf"[ \t]*([^;\"\\\s]+)[ \t]*((?:;[ \t]*{_PLAIN_PARAMETER}[ \t]*)*)"
+)
+_PLAIN_OPTION = re.compile(r"""([^=; \t]+)=(?:"([^"]*)"|([^";\s]*))""")
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ class _PartCollector:
         self._header_value.clear()
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition"))
+        _, options = parse_options(self._headers.get(b"content-disposition"))
         name = options.get(b"name")
         self._part.name = name.decode("utf-8", "replace") if name is not None else None
         filename = options.get(b"filename")
@@ -266,8 +275,28 @@ def _split_headers(block: bytes) -> dict[bytes, bytes] | None:
     return headers
 
 
+def parse_options(value: str | bytes | None) -> tuple[bytes, dict[bytes, bytes]]:
+    """Return a header's lower-case value and its parameters, as python-multipart does.
+
+    A plainly formed header is split with two regular expressions, at a fraction of
+    python-multipart's cost; anything else (escapes, RFC 2231 names, odd spacing) is
+    left to ``parse_options_header``, whose answer this always equals.
+    """
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    if not text:
+        return b"", {}
+    plain = _PLAIN_OPTIONS_HEADER.fullmatch(text)
+    if plain is None:
+        return parse_options_header(text)
+    options = {
+        key.lower().encode("latin-1"): (quoted or bare).encode("latin-1")
+        for key, quoted, bare in _PLAIN_OPTION.findall(plain.group(2))
+    }
+    return plain.group(1).lower().encode("latin-1"), options
+
+
 def _multipart_boundary(request: Request) -> bytes:
-    content_type, options = parse_options_header(request.headers.get("content-type"))
+    content_type, options = parse_options(request.headers.get("content-type"))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         shown = content_type.decode("latin-1") or "none"
