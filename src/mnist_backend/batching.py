@@ -63,9 +63,9 @@ class InferenceResult:
 
 
 class _Request:
-    """One queued tensor, its caller's future and its deadline timer."""
+    """One queued tensor, its caller's future and its deadline."""
 
-    __slots__ = ("deadline", "enqueued_at", "future", "is_queued", "tensor", "timer")
+    __slots__ = ("deadline", "enqueued_at", "future", "is_queued", "tensor")
 
     def __init__(
         self,
@@ -78,7 +78,6 @@ class _Request:
         self.future = future
         self.enqueued_at = enqueued_at
         self.deadline = deadline
-        self.timer: asyncio.TimerHandle | None = None
         # True from enqueueing until a batch takes it or its deadline passes.
         self.is_queued = True
 
@@ -123,6 +122,12 @@ class Batcher:
         # stays in the deque until a batch skips it, but leaves this count at once.
         self._queued = 0
         self._running: _Batch | None = None
+        # One timer, for the deadline of the oldest queued request: every request
+        # waits the same time, so the queue's head always expires first.
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        # Queue-depth reports wait for the end of the loop's pass, so a burst of
+        # arrivals costs the observer one call instead of one per request.
+        self._depth_report_pending = False
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -145,6 +150,9 @@ class Batcher:
         """Refuse new requests, let queued batches finish, then stop the thread."""
         self._closed = True
         await self._idle.wait()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         if self._thread.is_alive():
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
@@ -188,16 +196,38 @@ class Batcher:
         futures = []
         for tensor in tensors:
             future: asyncio.Future[InferenceResult] = loop.create_future()
-            request = _Request(tensor, future, now, now + self._deadline_seconds)
-            request.timer = loop.call_at(request.deadline, self._expire, request)
-            self._queue.append(request)
+            self._queue.append(
+                _Request(tensor, future, now, now + self._deadline_seconds)
+            )
             futures.append(future)
         self._queued += len(tensors)
         self._notify_depth()
+        if self._deadline_timer is None:
+            self._arm_deadline_timer()
 
         if self._running is None:
             self._dispatch()
         return futures
+
+    def _arm_deadline_timer(self) -> None:
+        """Wake at the deadline of the oldest request still queued, if any."""
+        for request in self._queue:
+            if request.is_queued:
+                self._deadline_timer = self._loop.call_at(
+                    request.deadline, self._expire_overdue
+                )
+                return
+
+    def _expire_overdue(self) -> None:
+        """Fail every queued request whose deadline has passed; re-arm for the next."""
+        self._deadline_timer = None
+        now = self._loop.time()
+        while self._queue and (
+            not self._queue[0].is_queued or self._queue[0].deadline <= now
+        ):
+            request = self._queue.popleft()
+            self._expire(request)
+        self._arm_deadline_timer()
 
     def _expire(self, request: _Request) -> None:
         """Fail a request whose deadline passed while it was still queued."""
@@ -236,8 +266,6 @@ class Batcher:
         return requests
 
     def _take_out(self, request: _Request) -> None:
-        if request.timer is not None:
-            request.timer.cancel()
         if request.is_queued:
             request.is_queued = False
             self._queued -= 1
@@ -308,6 +336,12 @@ class Batcher:
                 self._observer.on_batch(len(batch.requests), waits, inference_seconds)
 
     def _notify_depth(self) -> None:
+        if self._observer is not None and not self._depth_report_pending:
+            self._depth_report_pending = True
+            self._loop.call_soon(self._report_depth)
+
+    def _report_depth(self) -> None:
+        self._depth_report_pending = False
         if self._observer is not None:
             with self._observer_failures():
                 self._observer.on_queue_depth(self._queued)

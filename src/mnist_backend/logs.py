@@ -195,15 +195,28 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_request_id)
         finally:
             latency_ms = round((time.perf_counter() - started) * 1000, 2)
-            access_logger.info(
-                "request",
-                extra={
+            _log_access(
+                {
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
                     "latency_ms": latency_ms,
                     **access_fields,
-                },
+                }
             )
             _access_fields.reset(access_token)
             _request_id.reset(request_id_token)
+
+
+def _log_access(fields: dict[str, object]) -> None:
+    """Log the access line with ``fields``, as ``access_logger.info`` would.
+
+    The record is made directly: the caller's file and line, which ``info`` finds
+    by walking the stack on every request, would always name this module.
+    """
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    record = access_logger.makeRecord(
+        access_logger.name, logging.INFO, __file__, 0, "request", (), None, extra=fields
+    )
+    access_logger.handle(record)

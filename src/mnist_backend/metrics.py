@@ -148,6 +148,10 @@ class ServiceMetrics:
         )
         self._active_model: tuple[str, str, str] | None = None
         self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # One child per digit, looked up once rather than through labels() each time.
+        self._digit_counters = [
+            self.predictions.labels(str(digit)) for digit in range(10)
+        ]
 
     def observe_request(
         self,
@@ -197,7 +201,7 @@ class ServiceMetrics:
 
     def observe_prediction(self, digit: int, confidence: float) -> None:
         """Count one predicted digit and its calibrated confidence."""
-        self.predictions.labels(str(digit)).inc()
+        self._digit_counters[digit].inc()
         self.confidence.observe(confidence)
 
     def on_batch(

@@ -258,6 +258,42 @@ def test_a_request_still_queued_at_its_deadline_fails_without_running() -> None:
     assert model.batches == [[0]]
 
 
+def test_requests_queued_at_different_times_each_expire_at_their_own_deadline() -> None:
+    model = FakeModel(hold_first_batch=True)
+    observer = RecordingObserver()
+    states: dict[str, object] = {}
+
+    async def scenario() -> None:
+        batcher = Batcher(holder_of(model), deadline_seconds=0.2, observer=observer)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.predict(tensor(0)))
+        await wait_until_model_busy(model)
+        early = asyncio.ensure_future(batcher.predict(tensor(1)))
+        await asyncio.sleep(0.1)
+        late = asyncio.ensure_future(batcher.predict(tensor(2)))
+        states["early"] = await outcomes(early)
+        # The later request still has half its wait left when the first expires.
+        states["late done when early expired"] = late.done()
+        states["late"] = await outcomes(late)
+        model.release()
+        states["running"] = await outcomes(running)
+        # With the queue drained, a new request is served, not left unwatched.
+        states["after"] = await outcomes(batcher.predict(tensor(3)))
+        await batcher.close()
+
+    run(scenario)
+
+    assert states == {
+        "early": [DeadlineExceededError.__name__],
+        "late done when early expired": False,
+        "late": [DeadlineExceededError.__name__],
+        "running": [0],
+        "after": [3],
+    }
+    assert observer.rejected == ["deadline_exceeded", "deadline_exceeded"]
+    assert model.batches == [[0], [3]]
+
+
 def test_each_batch_takes_the_model_active_when_it_starts() -> None:
     old_model = FakeModel("v1", hold_first_batch=True)
     new_model = FakeModel("v2")
@@ -295,7 +331,7 @@ def test_without_a_model_requests_fail_as_unavailable() -> None:
     assert found == [ModelUnavailableError.__name__]
 
 
-def test_observer_sees_each_batch_and_the_queue_depth() -> None:
+def test_observer_sees_each_batch_and_the_queue_depth_once_per_loop_pass() -> None:
     model = FakeModel(hold_first_batch=True)
     observer = RecordingObserver()
 
@@ -313,7 +349,9 @@ def test_observer_sees_each_batch_and_the_queue_depth() -> None:
     run(scenario)
 
     assert observer.batches == [(1, 1), (2, 2)]
-    assert observer.depths == [1, 0, 1, 2, 0]
+    # The first request is queued and taken in one pass (0), the next two wait (2),
+    # then their batch takes them (0).
+    assert observer.depths == [0, 2, 0]
 
 
 def test_a_closed_batcher_refuses_new_requests() -> None:
