@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # server owns exactly as many cores as it has workers (see cpu.pinning_applies);
     # "off" leaves placement to the scheduler.
     cpu_pinning: Literal["auto", "off"] = "auto"
+    # Once the model is loaded, freeze the start-up objects out of garbage collection
+    # and collect young objects every GC_YOUNG_THRESHOLD allocations (api/main.py).
+    gc_tuning: bool = True
     # Requests that arrive while a batch runs go together into the next, up to this.
     max_batch_size: int = Field(default=32, gt=0, le=1024)
     # Requests waiting for the model per worker; past this, 503 "overloaded".
