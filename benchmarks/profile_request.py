@@ -45,6 +45,8 @@ from mnist_backend.preprocessing import preprocess_upload
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO_ROOT / "models"
 BOUNDARY = "profileboundary"
+# The profile runs the app with one request in flight, then with this many.
+MOST_IN_FLIGHT = 64
 
 
 def cpu_microseconds_per_call(function: Callable[[], object], calls: int) -> float:
@@ -217,7 +219,7 @@ def measure_steps(upload: bytes, requests: int) -> dict[str, float]:
         )
         / 32,
     }
-    for in_flight in (1, 64):
+    for in_flight in (1, MOST_IN_FLIGHT):
         steps[f"request_{in_flight}_in_flight"] = asyncio.run(
             drive_app(upload, requests, in_flight)
         )
@@ -233,6 +235,10 @@ def main() -> int:
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     arguments = parser.parse_args()
+    if arguments.requests < MOST_IN_FLIGHT:
+        parser.error(
+            f"--requests must be at least {MOST_IN_FLIGHT}, the most in flight"
+        )
     os.chdir(REPO_ROOT)
     upload = write_digit_png(Path(tempfile.mkdtemp())).read_bytes()
     # The app logs one access line per request to stdout; keep them off the report.

@@ -69,6 +69,8 @@ def parse_arguments() -> argparse.Namespace:
         arguments.duration = 3
         arguments.photo_requests = 10
         arguments.profile_requests = 500
+    if arguments.profile_requests < 64:
+        parser.error("--profile-requests must be at least 64, the most in flight")
     if not 1 <= arguments.duration <= 120:
         parser.error("--duration must be between 1 and 120 seconds")
     return arguments
