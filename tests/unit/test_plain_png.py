@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mnist_backend import imaging, preprocessing
+from mnist_backend import _digitcore, imaging, preprocessing
 from mnist_backend.errors import ImageTooLargeError
 from mnist_backend.plain_png import MAX_SIDE_PIXELS, decode_plain_png
 from mnist_backend.preprocessing import decode_upload, prepare_digit, preprocess_upload
@@ -275,3 +275,70 @@ def test_the_pixel_cap_is_enforced_from_the_header() -> None:
     assert decode_plain_png(too_wide, max_pixels=2000) is None
     with pytest.raises(ImageTooLargeError):
         preprocess_upload(too_wide, max_pixels=2000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    width=st.sampled_from([0, 1, 7, MAX_SIDE_PIXELS, 2**31 - 1, 2**32 - 1]),
+    height=st.sampled_from([0, 1, 9, 2**31 - 1, 2**32 - 1]),
+    depth=st.sampled_from([1, 8, 16]),
+    colour=st.sampled_from([0, 2, 3, 4, 6, 7]),
+    interlace=st.sampled_from([0, 1, 2]),
+    rows=st.binary(max_size=800),
+    compress=st.booleans(),
+)
+def test_any_header_and_pixel_data_decode_or_go_to_pillow(
+    width: int,
+    height: int,
+    depth: int,
+    colour: int,
+    interlace: int,
+    rows: bytes,
+    compress: bool,
+) -> None:
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    data = zlib.compress(rows) if compress else rows
+    upload = b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", header),
+            _chunk(b"IDAT", data),
+            _chunk(b"IEND", b""),
+        ]
+    )
+    try:
+        plain = decode_plain_png(upload, max_pixels=MAX_PIXELS)
+    except ImageTooLargeError:
+        assert width * height > MAX_PIXELS
+        return
+    if plain is not None:
+        assert plain.gray.shape == (height, width)
+        assert len(rows) == height * (width * CHANNELS[colour] + 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    width=st.integers(1, 9),
+    height=st.integers(1, 9),
+    channels=st.integers(1, 4),
+    extra=st.integers(-3, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_row_unfilter_checks_its_input_size(
+    width: int, height: int, channels: int, extra: int, seed: int
+) -> None:
+    size = height * (width * channels + 1) + extra
+    raw = np.random.default_rng(seed).integers(0, 256, max(size, 0), np.uint8).tobytes()
+    if extra != 0:
+        with pytest.raises(ValueError, match="does not match"):
+            _digitcore.png_rows(raw, width, height, channels)
+        return
+    rows = _digitcore.png_rows(raw, width, height, channels)
+    filters = {raw[y * (width * channels + 1)] for y in range(height)}
+    if not filters <= {0, 1, 2, 3, 4}:
+        assert rows is None
+        return
+    assert rows is not None
+    gray, alpha = rows
+    assert len(gray) == width * height
+    assert (alpha is not None) == (channels in (2, 4))
