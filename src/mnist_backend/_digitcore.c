@@ -8,8 +8,9 @@
  * small upload the numpy version spends its time on the per-call overhead of some
  * fifty array operations; here the whole step is one call. Every index stays inside
  * the shape its buffer declares; png_rows, the one function given bytes from a
- * client (inflated PNG rows), checks their length against the declared size first. The GIL is released while pixels are read, so a
- * large picture prepared on a worker thread does not hold up the event loop.
+ * client (inflated PNG rows), checks their length against the declared size first.
+ * The GIL is released while pixels are read, so a large picture prepared on a
+ * worker thread does not hold up the event loop.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -501,7 +502,8 @@ static int unfilter_row(int filter, unsigned char *row, const unsigned char *abo
     case 0:
         return 1;
     case 1:
-        for (Py_ssize_t i = pixel_bytes; i < row_bytes; i++) row[i] += row[i - pixel_bytes];
+        for (Py_ssize_t i = pixel_bytes; i < row_bytes; i++)
+            row[i] += row[i - pixel_bytes];
         return 1;
     case 2:
         for (Py_ssize_t i = 0; i < row_bytes; i++) row[i] += above[i];
@@ -554,7 +556,8 @@ static PyObject *py_png_rows(PyObject *module, PyObject *args) {
     }
     int has_alpha = channels == 2 || channels == 4;
     gray = PyBytes_FromStringAndSize(NULL, width * height);
-    alpha = has_alpha ? PyBytes_FromStringAndSize(NULL, width * height) : Py_NewRef(Py_None);
+    alpha = has_alpha ? PyBytes_FromStringAndSize(NULL, width * height)
+                      : Py_NewRef(Py_None);
     /* Two rows: the one being unfiltered and the one above it (zeros at first). */
     rows = calloc(2, (size_t)row_bytes);
     if (gray == NULL || alpha == NULL || rows == NULL) {
@@ -562,7 +565,8 @@ static PyObject *py_png_rows(PyObject *module, PyObject *args) {
         goto done;
     }
     unsigned char *gray_out = (unsigned char *)PyBytes_AS_STRING(gray);
-    unsigned char *alpha_out = has_alpha ? (unsigned char *)PyBytes_AS_STRING(alpha) : NULL;
+    unsigned char *alpha_out =
+        has_alpha ? (unsigned char *)PyBytes_AS_STRING(alpha) : NULL;
     const unsigned char *source = raw.buf;
     int known_filters = 1;
     Py_BEGIN_ALLOW_THREADS

@@ -74,8 +74,9 @@ BORDER_FRACTION_DIVISOR = 50
 # ones (big pictures) from numpy's selection, which scales better.
 SORTED_STATISTICS_MAX_PIXELS = 4096
 
-# The statuses _digitcore.locate_digit answers with, and what each one means.
-_FOUND, _NO_CONTRAST, _NO_DISTINCT_INK = 0, 1, 2
+# The statuses _digitcore.locate_digit answers with besides 0 (found), and the
+# message each one stands for.
+_NO_CONTRAST, _NO_DISTINCT_INK = 1, 2
 NO_CONTRAST_MESSAGE = (
     "No digit found: the image holds no ink that stands out from its "
     "background; expected a dark digit on a light background or the reverse."
@@ -215,10 +216,10 @@ def _spans_all_ink(profile: NDArray[np.float64], span: slice) -> bool:
     return not (profile[: span.start].any() or profile[span.stop :].any())
 
 
-def thicken_thin_strokes(crop: FloatArray, width: float | None = None) -> FloatArray:
+def thicken_thin_strokes(crop: FloatArray, width: float) -> FloatArray:
     """Return ``crop`` with strokes widened if they would end up thinner than MNIST's.
 
-    ``width`` is the crop's stroke width when the caller measured it already.
+    ``width`` is the crop's stroke width, as ``locate_digit`` measures it.
 
     A fine pen on a large photo shrinks to hair-lines a fraction of a pixel wide,
     which MNIST (strokes about two pixels wide in the 20-pixel box) never shows the
@@ -227,8 +228,6 @@ def thicken_thin_strokes(crop: FloatArray, width: float | None = None) -> FloatA
     faint averaged ink brightened (square-root curve) so it reads as ink again.
     """
     scale = DIGIT_BOX_SIZE / max(crop.shape)
-    if width is None:
-        width = _stroke_width(crop)
     if width * scale >= MIN_STROKE_WIDTH:
         return crop
 

@@ -158,9 +158,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     if not imaging.is_native():
         logger.warning(
-            "native imaging extension not built: preprocessing runs in numpy, at "
-            "about six times its CPU (some 0.1 ms more a small upload); reinstall "
-            "with a C compiler present"
+            "native imaging extension not built: preprocessing runs in numpy and "
+            "costs about 0.1 ms more CPU per small upload; reinstall the package "
+            "where a C compiler is present"
         )
     # First, so every thread the worker starts from here on shares its core.
     app.state.core_claim = _pin_to_core(settings)
